@@ -1,0 +1,249 @@
+"""Settings for the disclosure portal.
+
+Everything is read from the environment through the strict readers in ``config.env``;
+each variable is listed in the README's settings table. With nothing set the portal runs
+on an embedded default (SQLite, django-q2's ORM broker, the database cache, mail on the
+console) that is refused by system checks once DEBUG is off.
+"""
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import dj_database_url
+
+from config.env import env_bool, env_int, env_list, env_prefixed, env_secret, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var"))).resolve()
+
+# --- Core -------------------------------------------------------------------------------
+DEBUG = env_bool("DEBUG", False)
+INSECURE_DEV_SECRET_KEY = "insecure-development-key-never-use-in-production"
+SECRET_KEY = env_secret("SECRET_KEY", INSECURE_DEV_SECRET_KEY)
+
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+_site_host = urlsplit(SITE_URL).hostname or "localhost"
+ALLOWED_HOSTS = env_list(
+    "ALLOWED_HOSTS",
+    [_site_host, "localhost", "127.0.0.1", "[::1]"] if DEBUG else [_site_host],
+)
+CSRF_TRUSTED_ORIGINS = [f"{urlsplit(SITE_URL).scheme}://{urlsplit(SITE_URL).netloc}"]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_q",
+    "disclosure",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.template.context_processors.csp",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "disclosure.context_processors.programme",
+            ],
+        },
+    },
+]
+
+# --- Database ---------------------------------------------------------------------------
+# SQLite is shared by the web process and the queue worker: wait for locks instead of
+# failing, take the write lock at the start of each transaction, and use WAL so readers
+# never block the writer.
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{DATA_DIR / 'db.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0, minimum=0),
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache and queue ----------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "disclosure_cache",
+        }
+    }
+
+# django-q2 retries a failing task forever unless max_attempts is finite. Our delivery
+# task records its own failures and retries with backoff (see disclosure.tasks), so a
+# task that still raises is a bug: try it a few times, then leave it in Failed tasks.
+Q_CLUSTER = {
+    "name": "disclosure",
+    "workers": env_int("Q_WORKERS", 2, minimum=1),
+    "timeout": 60,
+    "retry": 90,
+    "max_attempts": 3,
+    "catch_up": False,
+    "save_limit": 1000,
+    "ack_failures": True,
+    "label": "Task queue",
+}
+if REDIS_URL:
+    Q_CLUSTER["redis"] = REDIS_URL
+else:
+    Q_CLUSTER["orm"] = "default"
+Q_CLUSTER["sync"] = env_bool("Q_SYNC", False)
+
+# --- Email ------------------------------------------------------------------------------
+MAILER = env_str("MAILER", "console").strip().lower()
+MAIL_FILE_PATH = Path(env_str("MAIL_FILE_PATH", str(DATA_DIR / "mail")))
+_builtin_mailers = {
+    "console": ("django.core.mail.backends.console.EmailBackend", {}),
+    "file": ("django.core.mail.backends.filebased.EmailBackend", {"file_path": str(MAIL_FILE_PATH)}),
+    "locmem": ("django.core.mail.backends.locmem.EmailBackend", {}),
+    "smtp": (
+        "django.core.mail.backends.smtp.EmailBackend",
+        {
+            "host": env_str("SMTP_HOST", "localhost"),
+            "port": env_int("SMTP_PORT", 587, minimum=1),
+            "username": env_str("SMTP_USER"),
+            "password": env_secret("SMTP_PASSWORD"),
+            "use_tls": env_bool("SMTP_STARTTLS", True),
+            "timeout": 30,
+        },
+    ),
+}
+if MAILER in _builtin_mailers:
+    _backend, _options = _builtin_mailers[MAILER]
+else:
+    # Any django-anymail ESP by its module name: mailgun, postmark, amazon_ses, brevo, ...
+    _backend, _options = f"anymail.backends.{MAILER}.EmailBackend", {}
+MAILERS = {"default": {"BACKEND": _backend, "OPTIONS": _options}}
+# ANYMAIL_<KEY>=value becomes ANYMAIL["<KEY>"], e.g. ANYMAIL_POSTMARK_SERVER_TOKEN.
+ANYMAIL = env_prefixed("ANYMAIL_")
+
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"Security team <security@{_site_host}>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+SECURITY_TEAM_EMAIL = env_str("SECURITY_TEAM_EMAIL", f"security@{_site_host}")
+EMAIL_MAX_ATTEMPTS = env_int("EMAIL_MAX_ATTEMPTS", 6, minimum=1)
+EMAIL_RETRY_SECONDS = env_int("EMAIL_RETRY_SECONDS", 60, minimum=1)
+
+# --- The programme ---------------------------------------------------------------------
+ORGANISATION_NAME = env_str("ORGANISATION_NAME", "Example Ltd")
+TRACKING_ID_PREFIX = env_str("TRACKING_ID_PREFIX", "VDP")
+SLA_ACKNOWLEDGE_DAYS = env_int("SLA_ACKNOWLEDGE_DAYS", 3, minimum=1)
+SLA_ASSESS_DAYS = env_int("SLA_ASSESS_DAYS", 10, minimum=1)
+TIME_ZONE = env_str("TIME_ZONE", "Europe/London")
+HOLIDAYS_COUNTRY = env_str("HOLIDAYS_COUNTRY", "GB")
+HOLIDAYS_SUBDIVISION = env_str("HOLIDAYS_SUBDIVISION", "ENG")
+
+# --- Uploads ----------------------------------------------------------------------------
+MEDIA_ROOT = Path(env_str("UPLOAD_DIR", str(DATA_DIR / "uploads")))
+MEDIA_URL = None  # never served directly: downloads go through access-checked views
+MAX_ATTACHMENTS = env_int("MAX_ATTACHMENTS", 10, minimum=0)
+MAX_ATTACHMENT_BYTES = env_int("MAX_ATTACHMENT_BYTES", 10 * 1024 * 1024, minimum=1)
+MAX_ATTACHMENTS_TOTAL_BYTES = env_int("MAX_ATTACHMENTS_TOTAL_BYTES", 25 * 1024 * 1024, minimum=1)
+FILE_UPLOAD_PERMISSIONS = 0o600
+FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
+DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
+DATA_UPLOAD_MAX_NUMBER_FILES = MAX_ATTACHMENTS + 5
+
+# --- Static files -----------------------------------------------------------------------
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "staticfiles"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# --- Security ---------------------------------------------------------------------------
+_https = SITE_URL.startswith("https://")
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_PROXY", False) else None
+SECURE_SSL_REDIRECT = _https and not DEBUG
+SECURE_HSTS_SECONDS = 31536000 if _https else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = env_bool("HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_SECURE = _https
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
+SESSION_COOKIE_AGE = env_int("STAFF_SESSION_HOURS", 8, minimum=1) * 3600
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+CSRF_COOKIE_SECURE = _https
+CSRF_COOKIE_HTTPONLY = True
+CSRF_FAILURE_VIEW = "disclosure.views.csrf_failure"
+
+from django.utils.csp import CSP  # noqa: E402
+
+SECURE_CSP = {
+    "default-src": [CSP.SELF],
+    "script-src": [CSP.SELF],
+    "style-src": [CSP.SELF],
+    "img-src": [CSP.SELF, "data:"],
+    "object-src": [CSP.NONE],
+    "base-uri": [CSP.NONE],
+    "frame-ancestors": [CSP.NONE],
+    "form-action": [CSP.SELF],
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-gb"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

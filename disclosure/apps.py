@@ -1,0 +1,22 @@
+from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+
+class DisclosureConfig(AppConfig):
+    name = "disclosure"
+    verbose_name = "Vulnerability disclosure"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from disclosure import checks  # noqa: F401  (registers the system checks)
+        post_migrate.connect(prepare_database, sender=self)
+
+
+def prepare_database(**kwargs):
+    """After ``migrate``: the database cache table (when used) and the queue's schedule."""
+    from django.core.management import call_command
+
+    from disclosure.tasks import ensure_schedules
+
+    call_command("createcachetable", database=kwargs.get("using", "default"), verbosity=0)
+    ensure_schedules()

@@ -1,0 +1,67 @@
+"""System checks: a misconfiguration fails at start-up (``manage.py check``, ``migrate``,
+``runserver``, ``qcluster``) instead of at 3 a.m."""
+
+import shutil
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+from django.http.request import validate_host
+
+UNSAFE_MAILERS = {
+    "django.core.mail.backends.console.EmailBackend",
+    "django.core.mail.backends.filebased.EmailBackend",
+    "django.core.mail.backends.locmem.EmailBackend",
+    "django.core.mail.backends.dummy.EmailBackend",
+}
+
+
+@register("disclosure")
+def check_production_settings(app_configs, **kwargs):
+    errors = []
+    if settings.DEBUG:
+        return errors
+    key = settings.SECRET_KEY
+    if key == settings.INSECURE_DEV_SECRET_KEY or len(key) < 50 or len(set(key)) < 5:
+        errors.append(Error(
+            "SECRET_KEY is missing or too weak while DEBUG is off.",
+            hint="Set SECRET_KEY (or SECRET_KEY_FILE) to at least 50 random characters, e.g. "
+                 "python -c 'import secrets; print(secrets.token_urlsafe(50))'.",
+            id="disclosure.E001"))
+    site = urlsplit(settings.SITE_URL)
+    if site.scheme != "https" or not site.hostname:
+        errors.append(Error(
+            f"SITE_URL must be the public https:// address of the portal, not {settings.SITE_URL!r}.",
+            hint="Every link in emails and security.txt is built from it.", id="disclosure.E002"))
+    elif not validate_host(site.hostname, settings.ALLOWED_HOSTS):
+        errors.append(Error(
+            f"The host of SITE_URL ({site.hostname}) is not in ALLOWED_HOSTS.",
+            hint="Leave ALLOWED_HOSTS unset to derive it from SITE_URL, or add the host.", id="disclosure.E003"))
+    backend = settings.MAILERS.get("default", {}).get("BACKEND", "")
+    if backend in UNSAFE_MAILERS:
+        errors.append(Error(
+            f"No real mailer is configured (MAILER={settings.MAILER!r}): reporters would never get their email.",
+            hint="Set MAILER to smtp or to a django-anymail provider such as postmark or mailgun.",
+            id="disclosure.E004"))
+    return errors
+
+
+@register("disclosure")
+def check_queue(app_configs, **kwargs):
+    errors = []
+    conf = settings.Q_CLUSTER
+    if conf.get("retry", 0) <= conf.get("timeout", 0):
+        errors.append(Error("Q_CLUSTER['retry'] must be larger than Q_CLUSTER['timeout'], or tasks run twice.",
+                            id="disclosure.E005"))
+    if not conf.get("max_attempts"):
+        errors.append(Error("Q_CLUSTER['max_attempts'] must be finite: django-q2 retries forever otherwise.",
+                            id="disclosure.E006"))
+    return errors
+
+
+@register("disclosure")
+def check_gpg(app_configs, **kwargs):
+    if shutil.which("gpg") is None:
+        return [Warning("The gpg binary was not found on PATH; PGP features will not work.",
+                        hint="Install GnuPG 2.2 or later (apt-get install gnupg).", id="disclosure.W001")]
+    return []

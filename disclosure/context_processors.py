@@ -1,0 +1,11 @@
+from django.conf import settings
+
+
+def programme(request):
+    return {
+        "organisation": settings.ORGANISATION_NAME,
+        "team_email": settings.SECURITY_TEAM_EMAIL,
+        "sla_acknowledge_days": settings.SLA_ACKNOWLEDGE_DAYS,
+        "sla_assess_days": settings.SLA_ASSESS_DAYS,
+        "time_zone": settings.TIME_ZONE,
+    }

@@ -1,0 +1,160 @@
+"""Every email the portal sends: one function per kind, one builder, one delivery function.
+
+``notify(event)`` is called in the transaction that records an event and decides which
+messages the event calls for. Each becomes an ``OutboundEmail`` row (subject, text and
+HTML rendered from ``templates/emails/<kind>-subject.txt``, ``<kind>.txt`` and
+``<kind>.html``), queued for delivery once the transaction commits. ``deliver()`` sends one
+row through the configured mailer (``MAILERS["default"]``) and records the outcome.
+
+Emails to a reporter carry their own status link, minted at send time: the rendered body
+holds a placeholder, so no usable token is ever stored.
+"""
+
+import logging
+import uuid
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives
+from django.db import IntegrityError, transaction
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.html import escape
+
+from disclosure.models import Event, OutboundEmail, StatusLink
+
+log = logging.getLogger(__name__)
+
+
+def _domain() -> str:
+    return urlsplit(settings.SITE_URL).hostname or "localhost"
+
+
+def thread_id(report) -> str:
+    """The Message-ID every email about a report refers to, so clients thread them."""
+    return f"<report.{report.tracking_id.lower()}.{report.pk}@{_domain()}>"
+
+
+def _queue(kind: str, event: Event, to: str, context: dict | None = None, *, status_link=False):
+    """Render one message of ``kind`` and put it in the outbox; deliver after commit."""
+    report = event.report
+    context = {
+        "report": report,
+        "event": event,
+        "site_url": settings.SITE_URL,
+        "organisation": settings.ORGANISATION_NAME,
+        "status_url": OutboundEmail.STATUS_LINK_MARK,
+        "sla_acknowledge_days": settings.SLA_ACKNOWLEDGE_DAYS,
+        "sla_assess_days": settings.SLA_ASSESS_DAYS,
+        "team_email": settings.SECURITY_TEAM_EMAIL,
+        **(context or {}),
+    }
+    subject = " ".join(render_to_string(f"emails/{kind}-subject.txt", context).split())
+    email = OutboundEmail(
+        kind=kind, report=report, event=event, to=to, subject=subject[:300],
+        body_text=render_to_string(f"emails/{kind}.txt", context),
+        body_html=render_to_string(f"emails/{kind}.html", context),
+        message_id=f"<{uuid.uuid4().hex}.{report.tracking_id.lower()}@{_domain()}>",
+        references=thread_id(report), needs_status_link=status_link,
+    )
+    try:
+        with transaction.atomic():
+            email.save()
+    except IntegrityError:
+        log.info("%s for event %s to %s already queued", kind, event.pk, to)
+        return None
+    transaction.on_commit(lambda: enqueue_delivery(email.pk))
+    return email
+
+
+def enqueue_delivery(email_id: int) -> None:
+    from django_q.tasks import async_task
+
+    async_task("disclosure.tasks.deliver_email", email_id, task_name=f"deliver-email-{email_id}",
+               group="email")
+
+
+# --- One function per kind ------------------------------------------------------------
+def receipt(event):
+    return _queue("receipt", event, event.report.reporter_email, status_link=True)
+
+
+def new_report_to_team(event):
+    return _queue("team-new-report", event, settings.SECURITY_TEAM_EMAIL, {"admin_url": admin_url(event.report)})
+
+
+def reporter_replied_to_team(event):
+    return _queue("team-reporter-message", event, settings.SECURITY_TEAM_EMAIL,
+                  {"admin_url": admin_url(event.report), "message": event.message})
+
+
+def admin_url(report) -> str:
+    from django.urls import reverse
+
+    return settings.SITE_URL + reverse("admin:disclosure_report_change", args=[report.pk])
+
+
+def notify(event: Event) -> list:
+    """Queue the messages an event calls for. Called once, when the event is recorded."""
+    report = event.report
+    to_reporter = bool(report.reporter_email)
+    queued = []
+    if event.kind == Event.Kind.RECEIVED:
+        if to_reporter:
+            queued.append(receipt(event))
+        queued.append(new_report_to_team(event))
+    elif event.kind in (Event.Kind.REPORTER_MESSAGE, Event.Kind.INFO_PROVIDED):
+        queued.append(reporter_replied_to_team(event))
+    return [email for email in queued if email is not None]
+
+
+# --- Delivery ---------------------------------------------------------------------------
+def deliver(email_id: int, now=None) -> bool:
+    """Try to send one outbox row. Returns whether there was an attempt to make.
+
+    Safe to call twice or from two workers at once: the attempt is claimed by
+    compare-and-set first. A provider error is recorded on the row and retried later with
+    backoff (``disclosure.tasks.sweep`` re-queues due rows); it never propagates.
+    """
+    now = now or timezone.now()
+    email = OutboundEmail.objects.select_related("report", "status_link").filter(pk=email_id).first()
+    if email is None or email.state != OutboundEmail.State.PENDING or not email.claim(now):
+        return False
+
+    text, html = email.body_text, email.body_html
+    if email.needs_status_link and email.report_id:
+        url = _fresh_status_url(email, now)
+        text = text.replace(OutboundEmail.STATUS_LINK_MARK, url)
+        html = html.replace(OutboundEmail.STATUS_LINK_MARK, escape(url))
+
+    message = EmailMultiAlternatives(
+        subject=email.subject, body=text, from_email=settings.DEFAULT_FROM_EMAIL, to=[email.to],
+        headers={
+            "Message-ID": email.message_id,
+            "In-Reply-To": email.references,
+            "References": email.references,
+            "Auto-Submitted": "auto-generated",
+            "Reply-To": settings.SECURITY_TEAM_EMAIL,
+        },
+    )
+    if html:
+        message.attach_alternative(html, "text/html")
+    try:
+        message.send()
+    except Exception as exc:  # noqa: BLE001 - any provider failure is recorded and retried
+        log.warning("Sending email %s (attempt %s) failed: %s", email.pk, email.attempts, exc)
+        email.mark_failed_attempt(now, f"{type(exc).__name__}: {exc}")
+        return True
+    status = getattr(message, "anymail_status", None)
+    email.mark_sent(now, getattr(status, "message_id", None) or "")
+    return True
+
+
+def _fresh_status_url(email: OutboundEmail, now) -> str:
+    """Mint the link this email carries; a link minted by a failed attempt is revoked."""
+    with transaction.atomic():
+        if email.status_link_id:
+            StatusLink.objects.filter(pk=email.status_link_id).update(revoked_at=now)
+        email.status_link, token = StatusLink.issue(email.report, now=now)
+        email.save(update_fields=["status_link"])
+    return StatusLink.url(token)

@@ -1,0 +1,118 @@
+"""Public forms. Field names of ``ReportForm`` are a public contract: researchers script
+submissions against them (``title``, ``description``, ``asset``, ``reporter_name``,
+``reporter_email``, ``attachments``, ...)."""
+
+import secrets
+import unicodedata
+
+from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxLengthValidator
+
+from disclosure.models import Credit, Report
+from disclosure.uploads import MultipleFileField
+
+REPLACEMENT_CHAR = "\ufffd"
+
+
+def _check_text(value: str, *, single_line: bool) -> str:
+    if REPLACEMENT_CHAR in value:
+        raise ValidationError(
+            "This contains bytes that are not valid UTF-8 text. Please send it as UTF-8.", code="invalid_utf8"
+        )
+    allowed = "" if single_line else "\t\n\r"
+    if any(unicodedata.category(ch) == "Cc" and ch not in allowed for ch in value):
+        raise ValidationError("This contains control characters; please remove them.", code="control_chars")
+    return value
+
+
+class TextCheckedForm(forms.Form):
+    """Rejects invalid UTF-8 (decoded as U+FFFD) and control characters in text fields."""
+
+    single_line_fields: tuple = ()
+
+    def clean(self):
+        cleaned = super().clean()
+        for name, value in list(cleaned.items()):
+            if isinstance(value, str) and value:
+                try:
+                    _check_text(value, single_line=name in self.single_line_fields)
+                except ValidationError as error:
+                    self.add_error(name, error)
+        return cleaned
+
+
+class ReportForm(TextCheckedForm, forms.ModelForm):
+    single_line_fields = ("title", "asset", "vulnerability_type", "reporter_name", "credit_name")
+
+    attachments = MultipleFileField(
+        label="Attachments",
+        help_text="Screenshots, proof-of-concept code or logs. They are stored privately and only ever downloaded.",
+    )
+    # A one-time nonce rendered into the form: a reload or a double click of the same form
+    # finds the first report instead of creating a second one. Scripts may leave it out.
+    submission_id = forms.CharField(widget=forms.HiddenInput, required=False, max_length=100)
+
+    class Meta:
+        model = Report
+        fields = [
+            "title", "description", "asset", "vulnerability_type", "steps_to_reproduce", "impact",
+            "reporter_name", "reporter_email", "credit", "credit_name",
+        ]
+        labels = {
+            "title": "Title",
+            "description": "Description",
+            "asset": "Affected URL or product",
+            "vulnerability_type": "Vulnerability type or CWE",
+            "reporter_name": "Your name",
+            "reporter_email": "Your email address",
+            "credit": "Public credit",
+            "credit_name": "Name or handle to credit",
+        }
+        help_texts = {
+            "title": "A one-line summary, for example “Stored XSS in the profile page”.",
+            "description": "What you found. Markdown is allowed.",
+            "asset": "Where the vulnerability is: a URL, product name or version.",
+            "vulnerability_type": "For example “CWE-79: Cross-site scripting” or “SQL injection”.",
+            "steps_to_reproduce": "Numbered steps we can follow to see the problem.",
+            "impact": "What an attacker could achieve.",
+            "reporter_name": "Optional. Leave empty to stay anonymous.",
+            "reporter_email": "Optional, but without it we cannot email you: keep your status link safe.",
+            "credit_name": "Shown in our hall of fame once the report is resolved, if you ask for credit.",
+        }
+        widgets = {
+            "description": forms.Textarea(attrs={"rows": 10}),
+            "steps_to_reproduce": forms.Textarea(attrs={"rows": 6}),
+            "impact": forms.Textarea(attrs={"rows": 4}),
+            "credit": forms.RadioSelect,
+        }
+
+    MAX_TEXT = 50_000
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in ("description", "steps_to_reproduce", "impact"):
+            self.fields[name].validators.append(MaxLengthValidator(self.MAX_TEXT))
+            self.fields[name].widget.attrs["maxlength"] = self.MAX_TEXT
+        # Only title and description are required: scripts may leave out everything else.
+        self.fields["credit"].required = False
+        if not self.is_bound:
+            self.initial.setdefault("submission_id", secrets.token_urlsafe(24))
+        self.fields["reporter_email"].widget.attrs["autocomplete"] = "email"
+        self.fields["reporter_name"].widget.attrs["autocomplete"] = "name"
+
+    def clean(self):
+        cleaned = super().clean()
+        cleaned["credit"] = cleaned.get("credit") or Credit.NONE
+        if cleaned.get("credit") == Credit.NAME and not (cleaned.get("credit_name") or cleaned.get("reporter_name")):
+            self.add_error("credit_name", "Tell us the name or handle to credit, or choose not to be credited.")
+        return cleaned
+
+    def report_fields(self) -> dict:
+        return {name: self.cleaned_data[name] for name in self.Meta.fields}
+
+
+class FollowUpForm(TextCheckedForm):
+    body = forms.CharField(label="Your message", max_length=ReportForm.MAX_TEXT,
+                           widget=forms.Textarea(attrs={"rows": 6}))
+    attachments = MultipleFileField(label="Attachments")

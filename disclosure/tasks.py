@@ -1,0 +1,56 @@
+"""Task-queue entry points (django-q2). Each is a thin wrapper over a "handle one unit"
+function that tests call directly; arguments stay plain JSON.
+
+The queue runs one schedule, ``disclosure-sweep``, every minute (created idempotently after
+``migrate``); ``python manage.py sweep`` runs the same code once.
+"""
+
+import logging
+
+from django.utils import timezone
+
+log = logging.getLogger(__name__)
+
+SWEEP_SCHEDULE = "disclosure-sweep"
+EMAIL_BATCH = 200
+
+
+def deliver_email(email_id: int) -> bool:
+    from disclosure import emails
+
+    return emails.deliver(email_id, timezone.now())
+
+
+def retry_due_emails(now, limit: int = EMAIL_BATCH) -> int:
+    """Attempt every outbox row whose next attempt is due; returns how many were tried."""
+    from disclosure import emails
+    from disclosure.models import OutboundEmail
+
+    due = list(
+        OutboundEmail.objects.filter(state=OutboundEmail.State.PENDING, next_attempt_at__lte=now)
+        .order_by("next_attempt_at").values_list("pk", flat=True)[:limit]
+    )
+    tried = 0
+    for pk in due:
+        try:
+            tried += emails.deliver(pk, now)
+        except Exception:  # one bad row must not stop the others
+            log.exception("Delivering email %s failed unexpectedly", pk)
+    return tried
+
+
+def sweep(now=None) -> dict:
+    """The scheduled pass: resend due email."""
+    now = now or timezone.now()
+    return {"emails": retry_due_emails(now)}
+
+
+def ensure_schedules(**kwargs) -> None:
+    """Create or update the sweep schedule, keyed by name (safe to run on every migrate)."""
+    from django_q.models import Schedule
+
+    Schedule.objects.update_or_create(
+        name=SWEEP_SCHEDULE,
+        defaults={"func": "disclosure.tasks.sweep", "schedule_type": Schedule.MINUTES, "minutes": 1,
+                  "repeats": -1},
+    )

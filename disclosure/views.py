@@ -1,0 +1,130 @@
+"""Public pages and the reporter's status page. Every view has one shape: access check,
+form, one model call, redirect."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core import signing
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods
+
+from disclosure.forms import FollowUpForm, ReportForm
+from disclosure.models import Attachment, Report, StatusLink
+
+RECEIPT_COOKIE = "vdp_receipt"
+RECEIPT_SALT = "disclosure.receipt"
+RECEIPT_MAX_AGE = 3600
+
+
+def _private(response):
+    """Pages behind a secret link: never cached, never indexed."""
+    response["Cache-Control"] = "no-store, private"
+    response["X-Robots-Tag"] = "noindex, nofollow"
+    return response
+
+
+@require_GET
+def home(request):
+    return render(request, "disclosure/home.html")
+
+
+@require_GET
+def policy(request):
+    return render(request, "disclosure/policy.html")
+
+
+@require_http_methods(["GET", "POST"])
+def report_form(request):
+    form = ReportForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        report, token = Report.submit(
+            fields=form.report_fields(),
+            files=form.cleaned_data["attachments"],
+            submission_key=form.cleaned_data["submission_id"],
+        )
+        response = redirect("report-received")
+        response.set_signed_cookie(
+            RECEIPT_COOKIE, signing.dumps({"id": report.pk, "token": token}, compress=True),
+            salt=RECEIPT_SALT, max_age=RECEIPT_MAX_AGE, path="/report/received/",
+            secure=settings.SESSION_COOKIE_SECURE, httponly=True, samesite="Strict",
+        )
+        return response
+    status = 400 if request.method == "POST" else 200
+    return render(request, "disclosure/report_form.html", {"form": form}, status=status)
+
+
+@require_GET
+def report_received(request):
+    """The confirmation page. The status link lives only in a short-lived signed cookie in
+    the submitter's browser (post/redirect/get without storing the token server-side)."""
+    try:
+        raw = request.get_signed_cookie(RECEIPT_COOKIE, salt=RECEIPT_SALT, max_age=RECEIPT_MAX_AGE)
+        receipt = signing.loads(raw)
+        report = Report.objects.get(pk=receipt["id"])
+        if StatusLink.find_report(receipt["token"]) != report:
+            raise Report.DoesNotExist
+    except (KeyError, TypeError, signing.BadSignature, Report.DoesNotExist):
+        return _private(render(request, "disclosure/report_received.html", {"expired": True}, status=404))
+    context = {"report": report, "status_url": StatusLink.url(receipt["token"])}
+    return _private(render(request, "disclosure/report_received.html", context))
+
+
+def _report_for(token: str) -> Report:
+    report = StatusLink.find_report(token)
+    if report is None:
+        raise Http404
+    return report
+
+
+@require_http_methods(["GET", "POST"])
+def status(request, token):
+    report = _report_for(token)
+    form = FollowUpForm(request.POST or None, request.FILES or None)
+    if request.method == "POST":
+        if not report.is_open:
+            form.add_error(None, "This report is closed. If something new came up, please submit a new report.")
+        elif form.is_valid():
+            report.add_reporter_message(form.cleaned_data["body"], form.cleaned_data["attachments"])
+            messages.success(request, "Your message was sent to the security team.")
+            return redirect("status", token=token)
+    context = {
+        "report": report,
+        "events": report.public_events(),
+        "attachments": report.attachments.filter(message__isnull=True),
+        "form": form,
+        "token": token,
+    }
+    status_code = 400 if request.method == "POST" else 200
+    return _private(render(request, "disclosure/status.html", context, status=status_code))
+
+
+def _download(attachment: Attachment):
+    try:
+        handle = attachment.file.open("rb")
+    except FileNotFoundError:
+        raise Http404 from None
+    response = FileResponse(handle, as_attachment=True, filename=attachment.original_name,
+                            content_type="application/octet-stream")
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return _private(response)
+
+
+@require_GET
+def status_download(request, token, attachment_id):
+    report = _report_for(token)
+    return _download(get_object_or_404(Attachment, pk=attachment_id, report=report))
+
+
+@require_GET
+@staff_member_required
+def staff_download(request, attachment_id):
+    if not request.user.has_perm("disclosure.view_report"):
+        raise PermissionDenied
+    return _download(get_object_or_404(Attachment, pk=attachment_id))
+
+
+def csrf_failure(request, reason=""):
+    return render(request, "disclosure/csrf_failure.html", status=403)

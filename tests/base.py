@@ -1,0 +1,79 @@
+"""Shared test fixtures: named personas, a report factory and email helpers."""
+
+import re
+from datetime import UTC, datetime
+
+from django.contrib.auth.models import Permission, User
+from django.core import mail
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import TestCase
+
+from disclosure.models import Report
+
+# A fixed, ordinary moment: Monday 30 November 2026, 10:00 UTC.
+MONDAY_10AM = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+
+STATUS_URL = re.compile(r"https?://[^\s\"'<>]+/status/([A-Za-z0-9_-]{20,100})/")
+
+
+def report_data(**overrides) -> dict:
+    data = {
+        "title": "Stored XSS in profile page",
+        "description": "The *bio* field renders `<script>` tags.\n\n1. Edit profile\n2. Save",
+        "asset": "https://app.example.com/profile",
+        "vulnerability_type": "CWE-79",
+        "steps_to_reproduce": "1. Log in\n2. Put <script>alert(1)</script> in bio",
+        "impact": "Session theft",
+        "reporter_name": "Ada Researcher",
+        "reporter_email": "ada@researcher.example",
+        "credit": "name",
+        "credit_name": "ada",
+    }
+    data.update(overrides)
+    return {key: value for key, value in data.items() if value is not None}
+
+
+def upload(name="poc.txt", content=b"proof of concept", content_type="text/plain"):
+    return SimpleUploadedFile(name, content, content_type=content_type)
+
+
+def make_report(now=MONDAY_10AM, files=(), **overrides) -> tuple[Report, str]:
+    fields = report_data(**overrides)
+    return Report.submit(fields=fields, files=files, now=now)
+
+
+class BaseTestCase(TestCase):
+    """Personas: a triager and a lead (staff), an auditor, and a stranger (no access)."""
+
+    @classmethod
+    def setUpTestData(cls):
+        view = Permission.objects.filter(content_type__app_label="disclosure", codename__startswith="view_")
+        change = Permission.objects.filter(content_type__app_label="disclosure", codename__startswith="change_")
+        cls.triager = User.objects.create_user("tess", "tess@example.com", "triager-password-1", is_staff=True)
+        cls.triager.user_permissions.set([*view, *change])
+        cls.lead = User.objects.create_user("leo", "leo@example.com", "lead-password-1", is_staff=True,
+                                            is_superuser=True)
+        cls.auditor = User.objects.create_user("aud", "aud@example.com", "auditor-password-1", is_staff=True)
+        cls.auditor.user_permissions.set(view)
+        cls.stranger = User.objects.create_user("sam", "sam@example.com", "stranger-password-1")
+
+    def submit(self, data=None, files=None, *, follow=False, execute=True, **extra):
+        """POST the public form as a browser would; queued tasks run when it commits."""
+        payload = dict(data if data is not None else report_data())
+        if files:
+            payload["attachments"] = files
+        with self.captureOnCommitCallbacks(execute=execute):
+            return self.client.post("/report/", payload, follow=follow, **extra)
+
+    def emails_to(self, address):
+        return [m for m in mail.outbox if address in m.to]
+
+    @staticmethod
+    def html_of(message) -> str:
+        return next(content for content, mimetype in message.alternatives if mimetype == "text/html")
+
+    @staticmethod
+    def status_token_in(text: str) -> str:
+        match = STATUS_URL.search(text)
+        assert match, f"no status link in:\n{text}"
+        return match.group(1)

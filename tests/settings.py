@@ -1,0 +1,20 @@
+"""Test settings: the project's settings (read from the environment as in production)
+with the task queue in sync mode, fast password hashing and a private upload folder."""
+
+import os
+import tempfile
+
+from config.settings import *  # noqa: F403
+from config.settings import CACHES, Q_CLUSTER, STORAGES
+
+# django-q2 reads its configuration once at import: sync mode must be set here.
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+MEDIA_ROOT = tempfile.mkdtemp(prefix="disclosure-test-uploads-")
+STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+# Keep test runs apart from each other (and from a developer's portal) on a shared Redis.
+CACHES = {"default": {**CACHES["default"], "KEY_PREFIX": f"test-{os.getpid()}"}}
+MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+STATIC_ROOT = tempfile.mkdtemp(prefix="disclosure-test-static-")
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = True
