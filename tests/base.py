@@ -1,12 +1,14 @@
 """Shared test fixtures: named personas, a report factory and email helpers."""
 
 import re
+import shutil
+import tempfile
 from datetime import UTC, datetime
 
 from django.contrib.auth.models import Permission, User
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.test import TestCase
+from django.test import TestCase, override_settings
 
 from disclosure.models import Report
 
@@ -56,6 +58,12 @@ class BaseTestCase(TestCase):
         cls.auditor = User.objects.create_user("aud", "aud@example.com", "auditor-password-1", is_staff=True)
         cls.auditor.user_permissions.set(view)
         cls.stranger = User.objects.create_user("sam", "sam@example.com", "stranger-password-1")
+
+    def setUp(self):
+        # Each test stores uploads in a folder of its own, removed afterwards.
+        upload_dir = tempfile.mkdtemp(prefix="disclosure-test-uploads-")
+        self.addCleanup(shutil.rmtree, upload_dir, ignore_errors=True)
+        self.enterContext(override_settings(MEDIA_ROOT=upload_dir))
 
     def submit(self, data=None, files=None, *, follow=False, execute=True, **extra):
         """POST the public form as a browser would; queued tasks run when it commits."""

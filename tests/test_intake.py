@@ -30,7 +30,8 @@ class ReportFormTests(BaseTestCase):
         response = self.submit({"title": "", "description": ""})
         self.assertEqual(response.status_code, 400)
         self.assertContains(response, "Please correct", status_code=400)
-        self.assertContains(response, "<li><a href=\"#id_title\">Title</a>: This field is required.</li>", status_code=400)
+        summary = '<li><a href="#id_title">Title</a>: This field is required.</li>'
+        self.assertContains(response, summary, status_code=400)
         self.assertContains(response, "id=\"id_description_error\">This field is required.", status_code=400)
         self.assertFalse(Report.objects.exists())
 
@@ -170,6 +171,7 @@ class ReceiptEmailTests(BaseTestCase):
 @time_machine.travel(MONDAY_10AM, tick=False)
 class StatusPageTests(BaseTestCase):
     def setUp(self):
+        super().setUp()
         self.submit()
         self.token = self.status_token_in(self.client.get("/report/received/").content.decode())
         self.url = f"/status/{self.token}/"

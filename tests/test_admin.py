@@ -1,0 +1,61 @@
+"""Staff see reports in the admin, with the reporter's content rendered safely."""
+
+import time_machine
+
+from disclosure.markdown import render
+from tests.base import MONDAY_10AM, BaseTestCase, make_report, upload
+
+
+@time_machine.travel(MONDAY_10AM, tick=False)
+class ReportAdminTests(BaseTestCase):
+    def test_list_search_and_detail(self):
+        report, _ = make_report(files=[upload("poc.txt")])
+        make_report(title="SQL injection in search", asset="https://shop.example.com")
+        self.client.force_login(self.triager)
+        listing = self.client.get("/admin/disclosure/report/")
+        self.assertContains(listing, "VDP-2026-0001")
+        self.assertContains(listing, "SQL injection in search")
+        found = self.client.get("/admin/disclosure/report/?q=shop.example.com")
+        self.assertContains(found, "VDP-2026-0002")
+        self.assertNotContains(found, "Stored XSS in profile page")
+        detail = self.client.get(f"/admin/disclosure/report/{report.pk}/change/")
+        self.assertContains(detail, "<em>bio</em>", html=True)
+        self.assertContains(detail, "poc.txt")
+        self.assertContains(detail, "Report received")
+
+    def test_reporter_html_is_never_rendered_raw(self):
+        report, _ = make_report(
+            title='<img src=x onerror="alert(1)">',
+            description='<script>alert(1)</script> [click](javascript:alert(1)) <a href="x" onclick="y">z</a>',
+        )
+        self.client.force_login(self.triager)
+        detail = self.client.get(f"/admin/disclosure/report/{report.pk}/change/").content.decode()
+        self.assertNotIn("<script>alert(1)", detail)
+        self.assertNotIn('<img src=x onerror="alert(1)">', detail)
+        self.assertNotIn('href="javascript:', detail)
+        self.assertNotIn('<a href="x" onclick', detail)
+
+    def test_email_subjects_are_plain_text_not_html_escaped(self):
+        make_report(title="Bypass of <a> & \"quotes\"")
+        from disclosure.models import OutboundEmail
+
+        self.assertEqual(OutboundEmail.objects.get(kind="team-new-report").subject,
+                         '[VDP-2026-0001] New report: Bypass of <a> & "quotes"')
+
+    def test_reports_only_arrive_through_the_form(self):
+        self.client.force_login(self.lead)
+        self.assertEqual(self.client.get("/admin/disclosure/report/add/").status_code, 403)
+
+    def test_strangers_and_anonymous_users_see_nothing(self):
+        make_report()
+        self.assertEqual(self.client.get("/admin/disclosure/report/").status_code, 302)
+        self.client.force_login(self.stranger)
+        self.assertEqual(self.client.get("/admin/disclosure/report/").status_code, 302)
+
+
+class MarkdownTests(BaseTestCase):
+    def test_markdown_is_rendered_and_sanitised(self):
+        self.assertEqual(render("**bold** and `code`"), "<p><strong>bold</strong> and <code>code</code></p>\n")
+        self.assertNotIn("<script", render("<script>alert(1)</script>"))
+        self.assertNotIn("href", render("[x](javascript:alert(1))"))
+        self.assertIn('rel="noopener noreferrer nofollow"', render("[x](https://example.com)"))

@@ -1,0 +1,113 @@
+"""The outbox: a failing mail provider neither fails a submission nor loses the email."""
+
+from datetime import timedelta
+
+import time_machine
+from django.core import mail
+from django.test import override_settings
+
+from disclosure import emails, tasks
+from disclosure.models import OutboundEmail, Report, StatusLink
+from tests.base import MONDAY_10AM, BaseTestCase
+from tests.mailers import DOWN, WORKING
+
+
+@time_machine.travel(MONDAY_10AM, tick=False)
+@override_settings(EMAIL_MAX_ATTEMPTS=4, EMAIL_RETRY_SECONDS=60)
+class FailingProviderTests(BaseTestCase):
+    def receipt(self):
+        return OutboundEmail.objects.get(kind="receipt")
+
+    def test_submission_succeeds_and_the_failure_is_recorded(self):
+        with override_settings(MAILERS=DOWN):
+            response = self.submit()
+        self.assertRedirects(response, "/report/received/", fetch_redirect_response=False)
+        self.assertEqual(Report.objects.count(), 1)
+        receipt = self.receipt()
+        self.assertEqual((receipt.state, receipt.attempts), ("pending", 1))
+        self.assertIn("provider down", receipt.last_error)
+        self.assertEqual(receipt.next_attempt_at, MONDAY_10AM + timedelta(seconds=60))
+        self.assertEqual(mail.outbox, [])
+
+    def test_retries_back_off_and_give_up_after_the_last_attempt(self):
+        with override_settings(MAILERS=DOWN):
+            self.submit()
+            self.assertEqual(tasks.sweep(MONDAY_10AM + timedelta(seconds=30))["emails"], 0)  # not due yet
+            at = MONDAY_10AM + timedelta(seconds=60)
+            self.assertEqual(tasks.sweep(at)["emails"], 2)  # receipt and team email
+            self.assertEqual(self.receipt().next_attempt_at, at + timedelta(seconds=120))
+            at += timedelta(seconds=120)
+            tasks.sweep(at)
+            at += timedelta(seconds=240)
+            tasks.sweep(at)
+        receipt = self.receipt()
+        self.assertEqual((receipt.state, receipt.attempts), ("failed", 4))
+        self.assertEqual(tasks.sweep(at + timedelta(days=1))["emails"], 0)  # given up: no more attempts
+
+    def test_a_final_failure_is_visible_to_staff(self):
+        with override_settings(MAILERS=DOWN, EMAIL_MAX_ATTEMPTS=1):
+            self.submit()
+        self.client.force_login(self.triager)
+        page = self.client.get("/admin/disclosure/outboundemail/?state__exact=failed")
+        self.assertContains(page, "[VDP-2026-0001] We received your vulnerability report")
+        self.assertContains(page, "provider down")
+        report_page = self.client.get(f"/admin/disclosure/report/{Report.objects.get().pk}/change/")
+        self.assertContains(report_page, "Failed")
+
+    def test_staff_can_retry_a_failed_email(self):
+        with override_settings(MAILERS=DOWN, EMAIL_MAX_ATTEMPTS=1):
+            self.submit()
+        self.client.force_login(self.triager)
+        with self.captureOnCommitCallbacks(execute=True):
+            self.client.post("/admin/disclosure/outboundemail/", {
+                "action": "retry_now", "_selected_action": [self.receipt().pk]})
+        self.assertEqual(self.receipt().state, "sent")
+        self.assertEqual(len(self.emails_to("ada@researcher.example")), 1)
+
+    def test_recovery_delivers_a_working_link_and_revokes_the_undelivered_one(self):
+        with override_settings(MAILERS=DOWN):
+            self.submit()
+        undelivered = self.receipt().status_link
+        with override_settings(MAILERS=WORKING):
+            tasks.sweep(MONDAY_10AM + timedelta(minutes=5))
+        receipt = self.receipt()
+        self.assertEqual((receipt.state, receipt.attempts), ("sent", 2))
+        self.assertEqual(receipt.last_error, "")
+        undelivered.refresh_from_db()
+        self.assertIsNotNone(undelivered.revoked_at)
+        [message] = self.emails_to("ada@researcher.example")
+        token = self.status_token_in(message.body)
+        self.assertEqual(self.client.get(f"/status/{token}/").status_code, 200)
+        self.assertEqual(StatusLink.objects.filter(revoked_at__isnull=True).count(), 2)  # screen + email
+
+
+@time_machine.travel(MONDAY_10AM, tick=False)
+class DeliveryIsIdempotentTests(BaseTestCase):
+    def test_delivering_twice_sends_once(self):
+        self.submit(execute=False)
+        receipt = OutboundEmail.objects.get(kind="receipt")
+        self.assertTrue(emails.deliver(receipt.pk, MONDAY_10AM))
+        self.assertFalse(emails.deliver(receipt.pk, MONDAY_10AM))
+        self.assertEqual(len(self.emails_to("ada@researcher.example")), 1)
+
+    def test_a_second_worker_cannot_claim_an_attempt_in_progress(self):
+        self.submit(execute=False)
+        first = OutboundEmail.objects.get(kind="receipt")
+        second = OutboundEmail.objects.get(pk=first.pk)
+        self.assertTrue(first.claim(MONDAY_10AM))
+        self.assertFalse(second.claim(MONDAY_10AM))
+
+    def test_an_attempt_whose_worker_died_is_retried_after_the_lease(self):
+        self.submit(execute=False)
+        receipt = OutboundEmail.objects.get(kind="receipt")
+        receipt.claim(MONDAY_10AM)  # the worker dies here, before sending
+        self.assertEqual(tasks.sweep(MONDAY_10AM + timedelta(seconds=30))["emails"], 1)  # team email only
+        self.assertEqual(tasks.sweep(MONDAY_10AM + timedelta(minutes=5))["emails"], 1)
+        self.assertEqual(OutboundEmail.objects.get(pk=receipt.pk).state, "sent")
+
+    def test_email_threads_per_report(self):
+        self.submit()
+        receipt, team = sorted(mail.outbox, key=lambda m: m.subject)
+        self.assertEqual(receipt.extra_headers["References"], team.extra_headers["References"])
+        self.assertNotEqual(receipt.extra_headers["Message-ID"], team.extra_headers["Message-ID"])
+        self.assertIn("vdp-2026-0001", receipt.extra_headers["References"])
