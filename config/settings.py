@@ -126,7 +126,6 @@ if REDIS_URL:
     Q_CLUSTER["redis"] = REDIS_URL
 else:
     Q_CLUSTER["orm"] = "default"
-Q_CLUSTER["sync"] = env_bool("Q_SYNC", False)
 
 # --- Email ------------------------------------------------------------------------------
 MAILER = env_str("MAILER", "console").strip().lower()

@@ -8,7 +8,7 @@ from django.core import signing
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods
+from django.views.decorators.http import require_http_methods, require_safe
 
 from disclosure.forms import FollowUpForm, ReportForm
 from disclosure.models import Attachment, Report, StatusLink
@@ -25,17 +25,17 @@ def _private(response):
     return response
 
 
-@require_GET
+@require_safe
 def home(request):
     return render(request, "disclosure/home.html")
 
 
-@require_GET
+@require_safe
 def policy(request):
     return render(request, "disclosure/policy.html")
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def report_form(request):
     form = ReportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
@@ -55,7 +55,7 @@ def report_form(request):
     return render(request, "disclosure/report_form.html", {"form": form}, status=status)
 
 
-@require_GET
+@require_safe
 def report_received(request):
     """The confirmation page. The status link lives only in a short-lived signed cookie in
     the submitter's browser (post/redirect/get without storing the token server-side)."""
@@ -78,7 +78,7 @@ def _report_for(token: str) -> Report:
     return report
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def status(request, token):
     report = _report_for(token)
     form = FollowUpForm(request.POST or None, request.FILES or None)
@@ -112,13 +112,13 @@ def _download(attachment: Attachment):
     return _private(response)
 
 
-@require_GET
+@require_safe
 def status_download(request, token, attachment_id):
     report = _report_for(token)
     return _download(get_object_or_404(Attachment, pk=attachment_id, report=report))
 
 
-@require_GET
+@require_safe
 @staff_member_required
 def staff_download(request, attachment_id):
     if not request.user.has_perm("disclosure.view_report"):
