@@ -12,6 +12,7 @@ holds a placeholder, so no usable token is ever stored.
 
 import logging
 import uuid
+from datetime import datetime
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -94,8 +95,37 @@ def admin_url(report) -> str:
     return settings.SITE_URL + reverse("admin:disclosure_report_change", args=[report.pk])
 
 
+def reporter_update(event):
+    """A stage email to the reporter (acknowledged, question, triaged, ..., message)."""
+    return _queue("reporter-update", event, event.report.reporter_email, status_link=True)
+
+
+def sla_alert(event, to):
+    """A warning (deadline near) or an escalation (deadline missed) to the team."""
+    report = event.report
+    ack = event.kind in (Event.Kind.ACK_WARNING, Event.Kind.ACK_ESCALATION)
+    return _queue("team-sla-alert", event, to, {
+        "admin_url": admin_url(report),
+        "escalation": event.kind in (Event.Kind.ACK_ESCALATION, Event.Kind.ASSESS_ESCALATION),
+        "milestone": "acknowledgement" if ack else "initial assessment",
+        "due": datetime.fromisoformat(event.data["due"]),
+        "warn_days": settings.SLA_WARN_BUSINESS_DAYS,
+    })
+
+
+REPORTER_STAGES = {
+    Event.Kind.ACKNOWLEDGED, Event.Kind.INFO_REQUESTED, Event.Kind.TRIAGED, Event.Kind.FIXING,
+    Event.Kind.RESOLVED, Event.Kind.DISCLOSED, Event.Kind.CLOSED, Event.Kind.TEAM_MESSAGE,
+}
+WARNINGS = {Event.Kind.ACK_WARNING, Event.Kind.ASSESS_WARNING}
+ESCALATIONS = {Event.Kind.ACK_ESCALATION, Event.Kind.ASSESS_ESCALATION}
+
+
 def notify(event: Event) -> list:
-    """Queue the messages an event calls for. Called once, when the event is recorded."""
+    """Queue the messages an event calls for. Called once, when the event is recorded.
+
+    Reporters without an email address see the same updates on their status page.
+    """
     report = event.report
     to_reporter = bool(report.reporter_email)
     queued = []
@@ -103,8 +133,18 @@ def notify(event: Event) -> list:
         if to_reporter:
             queued.append(receipt(event))
         queued.append(new_report_to_team(event))
+    elif event.kind in REPORTER_STAGES:
+        if to_reporter:
+            queued.append(reporter_update(event))
     elif event.kind in (Event.Kind.REPORTER_MESSAGE, Event.Kind.INFO_PROVIDED):
         queued.append(reporter_replied_to_team(event))
+    elif event.kind in WARNINGS:
+        recipients = {settings.SECURITY_TEAM_EMAIL}
+        if report.assignee_id and report.assignee.email:
+            recipients.add(report.assignee.email)
+        queued.extend(sla_alert(event, to) for to in sorted(recipients))
+    elif event.kind in ESCALATIONS:
+        queued.append(sla_alert(event, settings.SLA_ESCALATION_EMAIL))
     return [email for email in queued if email is not None]
 
 

@@ -74,6 +74,23 @@ class Milestone(models.TextChoices):
     PENDING = "pending", "Pending"
     MET = "met", "Met on time"
     LATE = "late", "Met late"
+    NOT_NEEDED = "n/a", "Not needed (withdrawn)"
+
+
+class AlertLevel(models.IntegerChoices):
+    NONE = 0, "None"
+    WARNED = 1, "Warned"
+    ESCALATED = 2, "Escalated"
+
+
+class SlaState(models.TextChoices):
+    OVERDUE = "overdue", "Overdue"
+    DUE_TODAY = "due_today", "Due today"
+    DUE_SOON = "due_soon", "Due soon"
+    ON_TRACK = "on_track", "On track"
+    PAUSED = "paused", "Paused (waiting for reporter)"
+    MET = "met", "Met"
+    MET_LATE = "met_late", "Met late"
 
 
 class Credit(models.TextChoices):
@@ -154,8 +171,18 @@ class Report(models.Model):
     # Deadlines, stored so the sweep can find what is due with an indexed query.
     ack_due_at = models.DateTimeField("acknowledgement due", null=True, blank=True)
     assess_due_at = models.DateTimeField("assessment due", null=True, blank=True)
-    ack_milestone = models.CharField(max_length=10, choices=Milestone.choices, default=Milestone.PENDING)
-    assess_milestone = models.CharField(max_length=10, choices=Milestone.choices, default=Milestone.PENDING)
+    ack_milestone = models.CharField("acknowledgement", max_length=10, choices=Milestone.choices,
+                                     default=Milestone.PENDING)
+    assess_milestone = models.CharField("assessment", max_length=10, choices=Milestone.choices,
+                                        default=Milestone.PENDING)
+    # SLA alerts: the next time the sweep must look at a milestone (warning, then
+    # escalation), and how far it has got. Null once nothing more is due.
+    ack_alert_level = models.PositiveSmallIntegerField(choices=AlertLevel.choices, default=AlertLevel.NONE,
+                                                       editable=False)
+    assess_alert_level = models.PositiveSmallIntegerField(choices=AlertLevel.choices, default=AlertLevel.NONE,
+                                                          editable=False)
+    ack_next_alert_at = models.DateTimeField(null=True, blank=True, editable=False)
+    assess_next_alert_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     # Hash of the one-time form nonce, so a double submit finds the first report.
     submission_key_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
@@ -169,6 +196,10 @@ class Report(models.Model):
                          condition=Q(ack_milestone="pending")),
             models.Index(fields=["assess_due_at"], name="report_assess_due_open",
                          condition=Q(assess_milestone="pending")),
+            models.Index(fields=["ack_next_alert_at"], name="report_ack_alert_due",
+                         condition=Q(ack_next_alert_at__isnull=False)),
+            models.Index(fields=["assess_next_alert_at"], name="report_assess_alert_due",
+                         condition=Q(assess_next_alert_at__isnull=False)),
         ]
         permissions = [("export_report", "Can export reports")]
 
@@ -217,35 +248,54 @@ class Report(models.Model):
 
     # --- Deadlines ----------------------------------------------------------------------
     def recompute_deadlines(self, now: datetime) -> None:
-        """Set the stored deadlines and milestone outcomes from the current state.
+        """Set the stored deadlines, milestone outcomes and next SLA alert from the state.
 
         The one place deadlines are decided. Acknowledgement is due a number of business
         days after receipt; assessment likewise, extended by the business days the report
-        spent waiting for the reporter (``needs more info`` pauses that clock).
+        spent waiting for the reporter ("needs more info" pauses that clock). The next
+        alert is the warning time until a warning was recorded, then the deadline, then
+        none; a paused clock raises no alert.
         """
         self.ack_due_at = sla.business_deadline(self.received_at, settings.SLA_ACKNOWLEDGE_DAYS)
-        if self.acknowledged_at:
-            self.ack_milestone = Milestone.MET if self.acknowledged_at <= self.ack_due_at else Milestone.LATE
-        elif not self.is_open:
-            self.ack_milestone = Milestone.MET if (self.closed_at or now) <= self.ack_due_at else Milestone.LATE
-        else:
-            self.ack_milestone = Milestone.PENDING
+        self.ack_milestone = self._milestone(self.acknowledged_at, self.ack_due_at)
 
-        paused = self.paused_business_days(now)
+        paused = self.paused_business_days()
         due = sla.business_deadline(self.received_at, settings.SLA_ASSESS_DAYS)
         self.assess_due_at = sla.extend_deadline(due, paused) if paused else due
-        if self.assessed_at:
-            self.assess_milestone = Milestone.MET if self.assessed_at <= self.assess_due_at else Milestone.LATE
-        else:
-            self.assess_milestone = Milestone.PENDING
+        self.assess_milestone = self._milestone(self.assessed_at, self.assess_due_at)
 
-    def paused_business_days(self, now: datetime) -> int:
-        """Business days spent waiting for the reporter before the assessment was made."""
+        self.ack_next_alert_at = self._next_alert(self.ack_milestone, self.ack_alert_level, self.ack_due_at)
+        self.assess_next_alert_at = (
+            None if self.status == Status.NEEDS_INFO
+            else self._next_alert(self.assess_milestone, self.assess_alert_level, self.assess_due_at)
+        )
+
+    def _milestone(self, met_at, due_at) -> str:
+        if met_at:
+            return Milestone.MET if met_at <= due_at else Milestone.LATE
+        if not self.is_open:
+            return Milestone.NOT_NEEDED
+        return Milestone.PENDING
+
+    @staticmethod
+    def _next_alert(milestone, level, due_at):
+        if milestone != Milestone.PENDING or level >= AlertLevel.ESCALATED:
+            return None
+        if level == AlertLevel.WARNED:
+            return due_at
+        return sla.warning_time(due_at, settings.SLA_WARN_BUSINESS_DAYS)
+
+    def paused_business_days(self) -> int:
+        """Business days spent waiting for the reporter before the assessment was made.
+
+        A pause runs from a question (``info_requested``) to the reporter's answer
+        (``info_provided``); a pause still open when the team assessed the report ends at
+        the assessment.
+        """
         if not self.pk:
             return 0
-        total = 0
+        total, started = 0, None
         pauses = self.events.filter(kind__in=[Event.Kind.INFO_REQUESTED, Event.Kind.INFO_PROVIDED])
-        started = None
         for kind, at in pauses.order_by("created_at", "pk").values_list("kind", "created_at"):
             if self.assessed_at and at > self.assessed_at:
                 break
@@ -254,7 +304,26 @@ class Report(models.Model):
             elif kind == Event.Kind.INFO_PROVIDED and started is not None:
                 total += sla.business_days_between(started, at)
                 started = None
+        if started is not None and self.assessed_at:
+            total += sla.business_days_between(started, self.assessed_at)
         return total
+
+    def sla_state(self, now: datetime) -> str:
+        """The queue badge: the state of the milestone currently running."""
+        for milestone, due in ((self.ack_milestone, self.ack_due_at), (self.assess_milestone, self.assess_due_at)):
+            if milestone == Milestone.PENDING:
+                if self.status == Status.NEEDS_INFO and due == self.assess_due_at:
+                    return SlaState.PAUSED
+                if now > due:
+                    return SlaState.OVERDUE
+                if sla.local_date(now) == sla.local_date(due):
+                    return SlaState.DUE_TODAY
+                if now >= sla.warning_time(due, settings.SLA_WARN_BUSINESS_DAYS):
+                    return SlaState.DUE_SOON
+                return SlaState.ON_TRACK
+        if Milestone.LATE in (self.ack_milestone, self.assess_milestone):
+            return SlaState.MET_LATE
+        return SlaState.MET
 
     # --- Changing state -----------------------------------------------------------------
     def record(self, kind, *, actor=None, now=None, public=False, message=None, to_status="",
@@ -262,50 +331,205 @@ class Report(models.Model):
         """Append one event to the audit trail; its notifications are queued with it."""
         from disclosure import emails
 
-        event = Event.objects.create(
-            report=self, kind=kind, actor=actor, created_at=now or timezone.now(), public=public,
-            message=message, from_status=from_status, to_status=to_status, data=data or {},
-        )
+        event = self._add_event(kind, actor=actor, now=now, public=public, message=message, to_status=to_status,
+                                from_status=from_status, data=data)
         emails.notify(event)
         return event
 
-    def _move(self, to_status, kind, *, allowed_from, actor, now, public=True, message=None, data=None,
-              update=()):
-        if self.status not in allowed_from:
-            raise TransitionError(
-                f"{self.tracking_id} is {self.get_status_display().lower()}; "
-                f"it cannot be moved to {Status(to_status).label.lower()}."
-            )
-        from_status = self.status
-        self.status = to_status
-        self.recompute_deadlines(now)
-        self.save(update_fields=["status", "ack_due_at", "assess_due_at", "ack_milestone",
-                                 "assess_milestone", "updated_at", *update])
-        return self.record(kind, actor=actor, now=now, public=public, message=message,
-                           from_status=from_status, to_status=to_status, data=data)
+    def _add_event(self, kind, *, actor=None, now=None, public=False, message=None, to_status="",
+                   from_status="", data=None):
+        return Event.objects.create(
+            report=self, kind=kind, actor=actor, created_at=now or timezone.now(), public=public,
+            message=message, from_status=from_status, to_status=to_status, data=data or {},
+        )
 
     def _lock(self):
         """Take the row lock and reload, so concurrent actions see each other's result."""
         list(Report.objects.select_for_update().filter(pk=self.pk).values_list("pk"))
         self.refresh_from_db()
 
+    def _check_allowed(self, to_status, allowed_from):
+        if self.status not in allowed_from:
+            raise TransitionError(
+                f"{self.tracking_id} is {self.get_status_display().lower()}; "
+                f"it cannot be moved to {Status(to_status).label.lower()}."
+            )
+
+    def _transition(self, to_status, kind, *, allowed_from, actor, now, body="", data=None, changes=None):
+        """Check, change, recompute deadlines, save and record: the shape of every action.
+
+        ``changes`` is a function applied to the locked report before the status moves;
+        ``body`` becomes a message to the reporter shown with the event.
+        """
+        now = now or timezone.now()
+        with transaction.atomic():
+            self._lock()
+            self._check_allowed(to_status, allowed_from)
+            if changes:
+                changes(self)
+            from_status, self.status = self.status, to_status
+            self.recompute_deadlines(now)
+            self.save()
+            message = None
+            if body.strip():
+                message = Message.objects.create(report=self, kind=Message.Kind.TO_REPORTER, author=actor,
+                                                 body=body.strip(), created_at=now)
+            return self.record(kind, actor=actor, now=now, public=True, message=message,
+                               from_status=from_status, to_status=to_status, data=data)
+
+    def acknowledge(self, actor, *, body="", now=None):
+        """A team member has read the report: meets the acknowledgement milestone."""
+        now = now or timezone.now()
+        return self._transition(Status.ACKNOWLEDGED, Event.Kind.ACKNOWLEDGED, allowed_from={Status.NEW},
+                                actor=actor, now=now, body=body,
+                                changes=lambda r: setattr(r, "acknowledged_at", now))
+
+    def request_info(self, actor, question: str, *, now=None):
+        """Ask the reporter a question; the assessment clock pauses until they answer."""
+        now = now or timezone.now()
+        if not question.strip():
+            raise TransitionError("Write the question for the reporter.")
+
+        def changes(report):
+            report.status_before_info = Status.ACKNOWLEDGED if report.status == Status.NEW else report.status
+            report.acknowledged_at = report.acknowledged_at or now
+            report.info_requested_at = now
+
+        return self._transition(Status.NEEDS_INFO, Event.Kind.INFO_REQUESTED,
+                                allowed_from={Status.NEW, Status.ACKNOWLEDGED, Status.TRIAGED, Status.FIXING},
+                                actor=actor, now=now, body=question, changes=changes)
+
+    def triage(self, actor, severity: str, *, body="", now=None):
+        """Confirm the report as a valid vulnerability: meets the assessment milestone."""
+        now = now or timezone.now()
+        if severity not in Severity.values or severity == Severity.NONE:
+            raise TransitionError("Triaging a report as valid needs a severity (low, medium, high or critical).")
+
+        def changes(report):
+            report.severity = severity
+            report.acknowledged_at = report.acknowledged_at or now
+            report.assessed_at = report.assessed_at or now
+            report._end_pause()
+
+        return self._transition(Status.TRIAGED, Event.Kind.TRIAGED,
+                                allowed_from={Status.NEW, Status.ACKNOWLEDGED, Status.NEEDS_INFO},
+                                actor=actor, now=now, body=body, changes=changes, data={"severity": severity})
+
+    def start_fix(self, actor, *, body="", now=None):
+        return self._transition(Status.FIXING, Event.Kind.FIXING, allowed_from={Status.TRIAGED},
+                                actor=actor, now=now, body=body)
+
+    def resolve(self, actor, *, body="", now=None):
+        now = now or timezone.now()
+        return self._transition(Status.RESOLVED, Event.Kind.RESOLVED, allowed_from={Status.TRIAGED, Status.FIXING},
+                                actor=actor, now=now, body=body, changes=lambda r: setattr(r, "resolved_at", now))
+
+    def disclose(self, actor, *, body="", now=None):
+        now = now or timezone.now()
+        return self._transition(Status.DISCLOSED, Event.Kind.DISCLOSED, allowed_from={Status.RESOLVED},
+                                actor=actor, now=now, body=body, changes=lambda r: setattr(r, "disclosed_at", now))
+
+    def close(self, actor, outcome: str, *, body="", duplicate_of=None, now=None):
+        """Close with an outcome (duplicate, informative, ...): meets both milestones."""
+        now = now or timezone.now()
+        if outcome not in CLOSING_OUTCOMES:
+            raise TransitionError(f"{outcome!r} is not a closing outcome.")
+        if outcome == Status.DUPLICATE:
+            if duplicate_of is None:
+                raise TransitionError("A duplicate must name the original report.")
+            if duplicate_of.pk == self.pk:
+                raise TransitionError("A report cannot be a duplicate of itself.")
+        elif duplicate_of is not None:
+            raise TransitionError("Only a duplicate names an original report.")
+
+        def changes(report):
+            report.duplicate_of = duplicate_of
+            report.acknowledged_at = report.acknowledged_at or now
+            report.assessed_at = report.assessed_at or now
+            report.closed_at = now
+            report._end_pause()
+
+        data = {"outcome": outcome}
+        if duplicate_of is not None:
+            data["duplicate_of"] = duplicate_of.tracking_id
+        return self._transition(outcome, Event.Kind.CLOSED, allowed_from=OPEN_STATUSES, actor=actor, now=now,
+                                body=body, changes=changes, data=data)
+
+    def _end_pause(self):
+        self.status_before_info = ""
+        self.info_requested_at = None
+
+    def send_message(self, actor, body: str, *, now=None):
+        """A message from the team to the reporter (emailed and shown on the status page)."""
+        now = now or timezone.now()
+        if not body.strip():
+            raise TransitionError("The message is empty.")
+        with transaction.atomic():
+            message = Message.objects.create(report=self, kind=Message.Kind.TO_REPORTER, author=actor,
+                                             body=body.strip(), created_at=now)
+            return self.record(Event.Kind.TEAM_MESSAGE, actor=actor, now=now, public=True, message=message)
+
+    def add_note(self, actor, body: str, *, now=None):
+        """An internal note: never shown to the reporter."""
+        now = now or timezone.now()
+        if not body.strip():
+            raise TransitionError("The note is empty.")
+        with transaction.atomic():
+            message = Message.objects.create(report=self, kind=Message.Kind.NOTE, author=actor, body=body.strip(),
+                                             created_at=now)
+            return self.record(Event.Kind.NOTE, actor=actor, now=now, message=message)
+
     def add_reporter_message(self, body: str, files=(), *, now=None):
         """A follow-up from the reporter; answers a pending question and resumes the clock."""
+        from disclosure import emails
+
         now = now or timezone.now()
         with removed_on_failure() as stored, transaction.atomic():
             self._lock()
+            if not self.is_open:
+                raise TransitionError("This report is closed.")
             message = Message.objects.create(report=self, kind=Message.Kind.FROM_REPORTER, body=body,
                                              created_at=now)
             for upload in files:
                 stored.append(Attachment.store(self, upload, now=now, message=message))
             if self.status != Status.NEEDS_INFO:
                 return self.record(Event.Kind.REPORTER_MESSAGE, now=now, public=True, message=message)
-            back_to = self.status_before_info or Status.ACKNOWLEDGED
-            self.status_before_info = ""
-            self.info_requested_at = None
-            return self._move(back_to, Event.Kind.INFO_PROVIDED, allowed_from={Status.NEEDS_INFO},
-                              actor=None, now=now, message=message,
-                              update=("status_before_info", "info_requested_at"))
+            from_status, self.status = self.status, self.status_before_info or Status.ACKNOWLEDGED
+            self._end_pause()
+            # The answer closes the pause: the event must exist before the deadline is
+            # recomputed, and the team's email must see the new deadline.
+            event = self._add_event(Event.Kind.INFO_PROVIDED, now=now, public=True, message=message,
+                                    from_status=from_status, to_status=self.status)
+            self.recompute_deadlines(now)
+            self.save()
+            emails.notify(event)
+            return event
+
+    # --- SLA alerts -----------------------------------------------------------------------
+    def raise_sla_alert(self, milestone: str, now: datetime) -> "Event | None":
+        """Record the warning or escalation now due for one milestone, at most once.
+
+        Handles one unit of the sweep: locks the report, re-reads the stored next alert
+        time (another worker may have handled it), records the event, and moves the next
+        alert on. Returns the event, or None when there was nothing to do.
+        """
+        prefix = {"ack": "ack", "assess": "assess"}[milestone]
+        with transaction.atomic():
+            self._lock()
+            next_at = getattr(self, f"{prefix}_next_alert_at")
+            if next_at is None or next_at > now:
+                return None
+            due = getattr(self, f"{prefix}_due_at")
+            overdue = now > due
+            kind = {("ack", False): Event.Kind.ACK_WARNING, ("ack", True): Event.Kind.ACK_ESCALATION,
+                    ("assess", False): Event.Kind.ASSESS_WARNING,
+                    ("assess", True): Event.Kind.ASSESS_ESCALATION}[(prefix, overdue)]
+            setattr(self, f"{prefix}_alert_level", AlertLevel.ESCALATED if overdue else AlertLevel.WARNED)
+            self.recompute_deadlines(now)
+            self.save()
+            if self.events.filter(kind=kind).exists():
+                return None
+            return self.record(kind, now=now, data={"due": due.isoformat()})
 
 
 class StatusLink(models.Model):
@@ -464,6 +688,18 @@ class Event(models.Model):
 
     def __str__(self):
         return f"{self.report.tracking_id}: {self.get_kind_display()}"
+
+    @property
+    def public_label(self) -> str:
+        """How the reporter's timeline names this event."""
+        if self.kind == self.Kind.CLOSED:
+            return Status(self.to_status).label
+        if self.kind == self.Kind.TRIAGED and self.data.get("severity"):
+            return f"Confirmed as valid, severity {Severity(self.data['severity']).label.lower()}"
+        return {self.Kind.TEAM_MESSAGE: "Message from the security team",
+                self.Kind.REPORTER_MESSAGE: "Your message",
+                self.Kind.INFO_PROVIDED: "Your answer",
+                self.Kind.INFO_REQUESTED: "Question from the security team"}.get(self.kind, self.get_kind_display())
 
     @property
     def actor_label(self) -> str:

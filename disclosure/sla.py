@@ -54,6 +54,16 @@ def add_business_days(day: date, business_days: int) -> date:
     return current
 
 
+def subtract_business_days(day: date, business_days: int) -> date:
+    """The Nth business day before ``day`` (``day`` itself never counts)."""
+    current, counted = day, 0
+    while counted < business_days:
+        current -= timedelta(days=1)
+        if is_business_day(current):
+            counted += 1
+    return current
+
+
 def local_date(moment: datetime) -> date:
     if moment.tzinfo is None:
         raise ValueError("an aware datetime is required")
@@ -89,8 +99,12 @@ def extend_deadline(deadline: datetime, business_days: int) -> datetime:
     return end_of_local_day(add_business_days(local_date(deadline), business_days))
 
 
-def business_days_left(now: datetime, deadline: datetime) -> int:
-    """Business days from ``now`` to ``deadline``; 0 on the due day, negative once missed."""
-    if now > deadline:
-        return -business_days_between(deadline, now) or -1
-    return business_days_between(now, deadline)
+def warning_time(deadline: datetime, business_days_before: int) -> datetime:
+    """When to warn: the end of the business day ``business_days_before`` before the due day.
+
+    With 1 (the default), a deadline at the end of Thursday is warned about from the first
+    sweep on Thursday, when less than one business day is left.
+    """
+    if business_days_before <= 0:
+        return deadline
+    return end_of_local_day(subtract_business_days(local_date(deadline), business_days_before))

@@ -12,6 +12,7 @@ from django.utils import timezone
 log = logging.getLogger(__name__)
 
 SWEEP_SCHEDULE = "disclosure-sweep"
+LAST_SWEEP_KEY = "disclosure:last-sweep"
 EMAIL_BATCH = 200
 
 
@@ -39,10 +40,37 @@ def retry_due_emails(now, limit: int = EMAIL_BATCH) -> int:
     return tried
 
 
+def raise_due_sla_alerts(now, limit: int = 1000) -> int:
+    """Record every SLA warning and escalation that has come due; returns how many.
+
+    Reads only reports whose stored next-alert time has passed (a partial index), so its
+    cost grows with the number of reports due, not with the total. Each report is handled
+    on its own: one that fails is logged and retried on the next sweep.
+    """
+    from disclosure.models import Report
+
+    raised = 0
+    for milestone in ("ack", "assess"):
+        due = list(
+            Report.objects.filter(**{f"{milestone}_next_alert_at__lte": now})
+            .order_by(f"{milestone}_next_alert_at").values_list("pk", flat=True)[:limit]
+        )
+        for pk in due:
+            try:
+                raised += Report(pk=pk).raise_sla_alert(milestone, now) is not None
+            except Exception:
+                log.exception("SLA alert for report %s (%s) failed", pk, milestone)
+    return raised
+
+
 def sweep(now=None) -> dict:
-    """The scheduled pass: resend due email."""
+    """The scheduled pass: record due SLA alerts (which queue their emails), resend due email."""
+    from django.core.cache import cache
+
     now = now or timezone.now()
-    return {"emails": retry_due_emails(now)}
+    result = {"sla_alerts": raise_due_sla_alerts(now), "emails": retry_due_emails(now)}
+    cache.set(LAST_SWEEP_KEY, now.isoformat(), timeout=None)
+    return result
 
 
 def ensure_schedules(**kwargs) -> None:
