@@ -12,7 +12,7 @@ holds a placeholder, so no usable token is ever stored.
 
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -37,32 +37,38 @@ def thread_id(report) -> str:
 
 
 def _queue(kind: str, event: Event, to: str, context: dict | None = None, *, status_link=False):
-    """Render one message of ``kind`` and put it in the outbox; deliver after commit."""
+    """Render one message about an event's report and put it in the outbox."""
     report = event.report
+    return _put(kind, to, {"report": report, "event": event, **(context or {})}, report=report, event=event,
+                message_id=f"<{uuid.uuid4().hex}.{report.tracking_id.lower()}@{_domain()}>",
+                references=thread_id(report), status_link=status_link)
+
+
+def _put(kind, to, context, *, message_id, report=None, event=None, references="", status_link=False):
+    """Render ``emails/<kind>-subject.txt``, ``<kind>.txt`` and ``<kind>.html`` into an outbox
+    row and deliver it after commit. A row that already exists (same event, kind and
+    recipient, or same Message-ID) is not queued twice."""
     context = {
-        "report": report,
-        "event": event,
         "site_url": settings.SITE_URL,
         "organisation": settings.ORGANISATION_NAME,
         "status_url": OutboundEmail.STATUS_LINK_MARK,
         "sla_acknowledge_days": settings.SLA_ACKNOWLEDGE_DAYS,
         "sla_assess_days": settings.SLA_ASSESS_DAYS,
         "team_email": settings.SECURITY_TEAM_EMAIL,
-        **(context or {}),
+        **context,
     }
     subject = " ".join(render_to_string(f"emails/{kind}-subject.txt", context).split())
     email = OutboundEmail(
         kind=kind, report=report, event=event, to=to, subject=subject[:300],
         body_text=render_to_string(f"emails/{kind}.txt", context),
         body_html=render_to_string(f"emails/{kind}.html", context),
-        message_id=f"<{uuid.uuid4().hex}.{report.tracking_id.lower()}@{_domain()}>",
-        references=thread_id(report), needs_status_link=status_link,
+        message_id=message_id, references=references, needs_status_link=status_link,
     )
     try:
         with transaction.atomic():
             email.save()
     except IntegrityError:
-        log.info("%s for event %s to %s already queued", kind, event.pk, to)
+        log.info("%s to %s already queued (%s)", kind, to, message_id)
         return None
     transaction.on_commit(lambda: enqueue_delivery(email.pk))
     return email
@@ -111,6 +117,24 @@ def sla_alert(event, to):
         "due": datetime.fromisoformat(event.data["due"]),
         "warn_days": settings.SLA_WARN_BUSINESS_DAYS,
     })
+
+
+def daily_digest(now):
+    """The team's morning summary; at most one per local day (its Message-ID is the date)."""
+    from disclosure import sla
+    from disclosure.metrics import sla_metrics
+    from disclosure.models import Report, SlaState
+
+    day = sla.local_date(now)
+    attention = (Report.objects.open().with_current_due()
+                 .filter(Report.objects.sla_state_filters(now)[SlaState.OVERDUE]
+                         | Report.objects.sla_state_filters(now)[SlaState.DUE_TODAY])
+                 .select_related("assignee").order_by("current_due")[:50])
+    new = Report.objects.filter(received_at__gte=now - timedelta(days=1)).order_by("received_at")[:50]
+    return _put("team-digest", settings.SECURITY_TEAM_EMAIL, {
+        "day": day, "now": now, "metrics": sla_metrics(now), "attention": list(attention), "new": list(new),
+        "queue_url": settings.SITE_URL + "/admin/disclosure/report/",
+    }, message_id=f"<digest.{day.isoformat()}@{_domain()}>")
 
 
 REPORTER_STAGES = {

@@ -129,6 +129,35 @@ class ReportQuerySet(models.QuerySet):
     def open(self):
         return self.filter(status__in=OPEN_STATUSES)
 
+    def with_current_due(self):
+        """Annotate ``current_due``: the deadline of the milestone now running, if any."""
+        return self.annotate(current_due=models.Case(
+            models.When(ack_milestone=Milestone.PENDING, then=F("ack_due_at")),
+            models.When(~Q(status=Status.NEEDS_INFO) & Q(assess_milestone=Milestone.PENDING),
+                        then=F("assess_due_at")),
+            default=None, output_field=models.DateTimeField(),
+        ))
+
+    def sla_state_filters(self, now) -> dict:
+        """One ``Q`` per SLA state, for filters and counts in the database (the same rules
+        as ``Report.sla_state``)."""
+        today_ends = sla.end_of_local_day(sla.local_date(now))
+        soon_ends = sla.end_of_local_day(sla.add_business_days(sla.local_date(now), settings.SLA_WARN_BUSINESS_DAYS))
+        running = Q(current_due__isnull=False)
+        pending = Q(ack_milestone=Milestone.PENDING) | Q(assess_milestone=Milestone.PENDING)
+        return {
+            SlaState.OVERDUE: running & Q(current_due__lt=now),
+            SlaState.DUE_TODAY: running & Q(current_due__gte=now, current_due__lte=today_ends),
+            SlaState.DUE_SOON: running & Q(current_due__gt=today_ends, current_due__lte=soon_ends),
+            SlaState.ON_TRACK: running & Q(current_due__gt=soon_ends),
+            SlaState.PAUSED: Q(current_due__isnull=True) & pending,
+            SlaState.MET: ~pending & ~Q(ack_milestone=Milestone.LATE) & ~Q(assess_milestone=Milestone.LATE),
+            SlaState.MET_LATE: ~pending & (Q(ack_milestone=Milestone.LATE) | Q(assess_milestone=Milestone.LATE)),
+        }
+
+    def in_sla_state(self, state, now):
+        return self.with_current_due().filter(self.sla_state_filters(now)[state])
+
 
 class Report(models.Model):
     tracking_id = models.CharField(max_length=40, unique=True, editable=False)

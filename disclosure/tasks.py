@@ -13,6 +13,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_SCHEDULE = "disclosure-sweep"
 LAST_SWEEP_KEY = "disclosure:last-sweep"
+DIGEST_SCHEDULE = "disclosure-digest"
 EMAIL_BATCH = 200
 
 
@@ -73,12 +74,44 @@ def sweep(now=None) -> dict:
     return result
 
 
+def send_daily_digest(now=None) -> bool:
+    """Queue the team's daily digest; False when today's was already queued."""
+    from disclosure import emails
+
+    return emails.daily_digest(now or timezone.now()) is not None
+
+
 def ensure_schedules(**kwargs) -> None:
-    """Create or update the sweep schedule, keyed by name (safe to run on every migrate)."""
+    """Create or update the schedules, keyed by name (safe to run on every migrate).
+
+    ``disclosure-sweep`` runs every minute. ``disclosure-digest`` runs daily at
+    ``DAILY_DIGEST_HOUR`` (programme time) when that is set, and is removed otherwise.
+    """
+    from datetime import datetime, time, timedelta
+
+    from django.conf import settings
     from django_q.models import Schedule
+
+    from disclosure import sla
 
     Schedule.objects.update_or_create(
         name=SWEEP_SCHEDULE,
         defaults={"func": "disclosure.tasks.sweep", "schedule_type": Schedule.MINUTES, "minutes": 1,
                   "repeats": -1},
     )
+    hour = settings.DAILY_DIGEST_HOUR
+    if hour < 0:
+        Schedule.objects.filter(name=DIGEST_SCHEDULE).delete()
+        return
+    now = timezone.now()
+    first = datetime.combine(sla.local_date(now), time(hour % 24), tzinfo=sla.programme_zone())
+    if first <= now:
+        first += timedelta(days=1)
+    schedule, created = Schedule.objects.get_or_create(
+        name=DIGEST_SCHEDULE,
+        defaults={"func": "disclosure.tasks.send_daily_digest", "schedule_type": Schedule.DAILY,
+                  "repeats": -1, "next_run": first},
+    )
+    if not created and schedule.next_run.astimezone(sla.programme_zone()).hour != hour % 24:
+        schedule.next_run = first
+        schedule.save(update_fields=["next_run"])
