@@ -42,6 +42,16 @@ OPEN_STATUSES = frozenset(
 CLOSING_OUTCOMES = frozenset(
     {Status.DUPLICATE, Status.INFORMATIVE, Status.NOT_APPLICABLE, Status.OUT_OF_SCOPE, Status.SPAM}
 )
+# Which statuses each team decision may start from (the report's state machine).
+ACTIONS = {
+    "acknowledge": frozenset({Status.NEW}),
+    "request_info": frozenset({Status.NEW, Status.ACKNOWLEDGED, Status.TRIAGED, Status.FIXING}),
+    "triage": frozenset({Status.NEW, Status.ACKNOWLEDGED, Status.NEEDS_INFO}),
+    "start_fix": frozenset({Status.TRIAGED}),
+    "resolve": frozenset({Status.TRIAGED, Status.FIXING}),
+    "disclose": frozenset({Status.RESOLVED}),
+    "close": OPEN_STATUSES,
+}
 FINISHED_STATUSES = frozenset({Status.RESOLVED, Status.DISCLOSED, Status.WITHDRAWN} | CLOSING_OUTCOMES)
 
 # What the reporter reads on the status page and in emails.
@@ -240,6 +250,10 @@ class Report(models.Model):
     def is_open(self) -> bool:
         return self.status in OPEN_STATUSES
 
+    def available_actions(self) -> list[str]:
+        """The decisions the current status allows, in workflow order."""
+        return [name for name, allowed in ACTIONS.items() if self.status in allowed]
+
     @property
     def plain_status(self) -> str:
         return PLAIN_STATUS[Status(self.status)]
@@ -409,7 +423,7 @@ class Report(models.Model):
     def acknowledge(self, actor, *, body="", now=None):
         """A team member has read the report: meets the acknowledgement milestone."""
         now = now or timezone.now()
-        return self._transition(Status.ACKNOWLEDGED, Event.Kind.ACKNOWLEDGED, allowed_from={Status.NEW},
+        return self._transition(Status.ACKNOWLEDGED, Event.Kind.ACKNOWLEDGED, allowed_from=ACTIONS["acknowledge"],
                                 actor=actor, now=now, body=body,
                                 changes=lambda r: setattr(r, "acknowledged_at", now))
 
@@ -425,7 +439,7 @@ class Report(models.Model):
             report.info_requested_at = now
 
         return self._transition(Status.NEEDS_INFO, Event.Kind.INFO_REQUESTED,
-                                allowed_from={Status.NEW, Status.ACKNOWLEDGED, Status.TRIAGED, Status.FIXING},
+                                allowed_from=ACTIONS["request_info"],
                                 actor=actor, now=now, body=question, changes=changes)
 
     def triage(self, actor, severity: str, *, body="", now=None):
@@ -441,21 +455,21 @@ class Report(models.Model):
             report._end_pause()
 
         return self._transition(Status.TRIAGED, Event.Kind.TRIAGED,
-                                allowed_from={Status.NEW, Status.ACKNOWLEDGED, Status.NEEDS_INFO},
+                                allowed_from=ACTIONS["triage"],
                                 actor=actor, now=now, body=body, changes=changes, data={"severity": severity})
 
     def start_fix(self, actor, *, body="", now=None):
-        return self._transition(Status.FIXING, Event.Kind.FIXING, allowed_from={Status.TRIAGED},
+        return self._transition(Status.FIXING, Event.Kind.FIXING, allowed_from=ACTIONS["start_fix"],
                                 actor=actor, now=now, body=body)
 
     def resolve(self, actor, *, body="", now=None):
         now = now or timezone.now()
-        return self._transition(Status.RESOLVED, Event.Kind.RESOLVED, allowed_from={Status.TRIAGED, Status.FIXING},
+        return self._transition(Status.RESOLVED, Event.Kind.RESOLVED, allowed_from=ACTIONS["resolve"],
                                 actor=actor, now=now, body=body, changes=lambda r: setattr(r, "resolved_at", now))
 
     def disclose(self, actor, *, body="", now=None):
         now = now or timezone.now()
-        return self._transition(Status.DISCLOSED, Event.Kind.DISCLOSED, allowed_from={Status.RESOLVED},
+        return self._transition(Status.DISCLOSED, Event.Kind.DISCLOSED, allowed_from=ACTIONS["disclose"],
                                 actor=actor, now=now, body=body, changes=lambda r: setattr(r, "disclosed_at", now))
 
     def close(self, actor, outcome: str, *, body="", duplicate_of=None, now=None):
@@ -481,7 +495,7 @@ class Report(models.Model):
         data = {"outcome": outcome}
         if duplicate_of is not None:
             data["duplicate_of"] = duplicate_of.tracking_id
-        return self._transition(outcome, Event.Kind.CLOSED, allowed_from=OPEN_STATUSES, actor=actor, now=now,
+        return self._transition(outcome, Event.Kind.CLOSED, allowed_from=ACTIONS["close"], actor=actor, now=now,
                                 body=body, changes=changes, data=data)
 
     def _end_pause(self):
@@ -497,6 +511,19 @@ class Report(models.Model):
             message = Message.objects.create(report=self, kind=Message.Kind.TO_REPORTER, author=actor,
                                              body=body.strip(), created_at=now)
             return self.record(Event.Kind.TEAM_MESSAGE, actor=actor, now=now, public=True, message=message)
+
+    def assign(self, actor, assignee, *, now=None):
+        """Give the report to a team member (or to nobody); recorded, not public."""
+        now = now or timezone.now()
+        with transaction.atomic():
+            self._lock()
+            if self.assignee_id == (assignee.pk if assignee else None):
+                return None
+            self.assignee = assignee
+            self.recompute_deadlines(now)
+            self.save()
+            return self.record(Event.Kind.ASSIGNED, actor=actor, now=now,
+                               data={"assignee": assignee.get_username() if assignee else ""})
 
     def add_note(self, actor, body: str, *, now=None):
         """An internal note: never shown to the reporter."""

@@ -1,0 +1,105 @@
+"""Forms behind the decision panel on the admin's report page. Each one validates its
+input and calls exactly one ``Report`` transition."""
+
+from django import forms
+from django.template.loader import render_to_string
+
+from disclosure.models import CLOSING_OUTCOMES, Report, Severity, Status, TransitionError
+
+MESSAGE_HELP = "Optional. Emailed to the reporter and shown on their status page. Markdown allowed."
+
+
+class DecisionForm(forms.Form):
+    action = ""  # the Report method this form calls
+    label = ""
+    body = forms.CharField(label="Message to the reporter", required=False, max_length=50_000,
+                           widget=forms.Textarea(attrs={"rows": 3}), help_text=MESSAGE_HELP)
+
+    def apply(self, report: Report, actor):
+        return getattr(report, self.action)(actor, body=self.cleaned_data["body"])
+
+
+class AcknowledgeForm(DecisionForm):
+    action, label = "acknowledge", "Acknowledge"
+
+
+class StartFixForm(DecisionForm):
+    action, label = "start_fix", "Start fixing"
+
+
+class ResolveForm(DecisionForm):
+    action, label = "resolve", "Resolve"
+
+
+class DiscloseForm(DecisionForm):
+    action, label = "disclose", "Disclose"
+
+
+class RequestInfoForm(DecisionForm):
+    action, label = "request_info", "Ask for more information"
+    body = forms.CharField(label="Question for the reporter", max_length=50_000,
+                           widget=forms.Textarea(attrs={"rows": 3}),
+                           help_text="Pauses the assessment clock until the reporter answers.")
+
+    def apply(self, report, actor):
+        return report.request_info(actor, self.cleaned_data["body"])
+
+
+class TriageForm(DecisionForm):
+    action, label = "triage", "Triage as valid"
+    severity = forms.ChoiceField(choices=[("", "Choose a severity")] + [
+        (value, label) for value, label in Severity.choices if value != Severity.NONE])
+
+    def apply(self, report, actor):
+        return report.triage(actor, self.cleaned_data["severity"], body=self.cleaned_data["body"])
+
+
+class CloseForm(DecisionForm):
+    action, label = "close", "Close"
+    outcome = forms.ChoiceField(choices=[(s.value, s.label) for s in Status if s in CLOSING_OUTCOMES],
+                                widget=forms.HiddenInput)
+    duplicate_of = forms.CharField(label="Original report (tracking ID)", required=False, max_length=40)
+
+    def clean_duplicate_of(self):
+        tracking_id = self.cleaned_data["duplicate_of"].strip().upper()
+        if not tracking_id:
+            return None
+        try:
+            return Report.objects.get(tracking_id=tracking_id)
+        except Report.DoesNotExist:
+            raise forms.ValidationError(f"There is no report {tracking_id}.") from None
+
+    def apply(self, report, actor):
+        data = self.cleaned_data
+        return report.close(actor, data["outcome"], body=data["body"], duplicate_of=data["duplicate_of"])
+
+    @classmethod
+    def for_outcome(cls, report, outcome):
+        """An unbound form with the templated reply for ``outcome``, ready to edit."""
+        body = render_to_string(f"disclosure/closing/{outcome}.txt", {"report": report}).strip()
+        return cls(initial={"outcome": outcome, "body": body}, auto_id=f"id_close_{outcome}_%s")
+
+
+class MessageForm(DecisionForm):
+    action, label = "send_message", "Send message"
+    body = forms.CharField(label="Message to the reporter", max_length=50_000,
+                           widget=forms.Textarea(attrs={"rows": 4}), help_text=MESSAGE_HELP)
+
+    def apply(self, report, actor):
+        return report.send_message(actor, self.cleaned_data["body"])
+
+
+class NoteForm(DecisionForm):
+    action, label = "add_note", "Add internal note"
+    body = forms.CharField(label="Internal note", max_length=50_000, widget=forms.Textarea(attrs={"rows": 3}),
+                           help_text="Only the team sees notes.")
+
+    def apply(self, report, actor):
+        return report.add_note(actor, self.cleaned_data["body"])
+
+
+DECISIONS = {form.action: form for form in
+             (AcknowledgeForm, RequestInfoForm, TriageForm, StartFixForm, ResolveForm, DiscloseForm, CloseForm,
+              MessageForm, NoteForm)}
+
+__all__ = ["DECISIONS", "CloseForm", "TransitionError"]
