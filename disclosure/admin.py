@@ -1,20 +1,33 @@
-"""The staff side. Reports only arrive through the public form, so there is no "add"; the
-reporter's content is read-only and rendered through the Markdown sanitiser."""
+"""The triage queue: the security team's workspace.
+
+Reports only arrive through the public form, so there is no "add". The list is ordered by
+the nearest open deadline and runs a constant number of queries. The report page shows
+the reporter's content through the Markdown sanitiser, one timeline (events, messages both
+ways, internal notes and the emails sent with their delivery state), likely duplicates,
+and a decision panel whose every form calls one model transition.
+"""
+
+import csv
+import json
 
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import F, Prefetch
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from disclosure import markdown
+from disclosure.duplicates import likely_duplicates
 from disclosure.models import (
-    CLOSING_OUTCOMES,
     Attachment,
     Event,
-    Message,
     OutboundEmail,
     Report,
     SlaState,
@@ -27,12 +40,26 @@ REPORTER_FIELDS = (
     "tracking_id", "title", "rendered_description", "asset", "vulnerability_type",
     "rendered_steps", "rendered_impact", "reporter_name", "reporter_email", "credit", "credit_name",
 )
+EDITABLE_DETAILS = ("assignee", "cwe", "cve_id", "planned_disclosure_date")
+CLOSING_ORDER = [Status.DUPLICATE, Status.INFORMATIVE, Status.NOT_APPLICABLE, Status.OUT_OF_SCOPE, Status.SPAM]
+
+# Saved filters shown above the list: the team's named queues.
+QUEUES = [
+    ("Awaiting acknowledgement", "status__exact=new"),
+    ("Overdue", "sla=overdue"),
+    ("Due today", "sla=due_today"),
+    ("Needs more info", "status__exact=needs_info"),
+    ("Mine", "assignee=mine"),
+    ("Unassigned open", "assignee=none&open=1"),
+]
 
 
-class ReadOnlyInline(admin.TabularInline):
+class AttachmentInline(admin.TabularInline):
+    model = Attachment
     extra = 0
     can_delete = False
-    show_change_link = False
+    fields = ("download", "size", "sha256", "declared_type", "created_at")
+    readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -40,40 +67,9 @@ class ReadOnlyInline(admin.TabularInline):
     def has_change_permission(self, request, obj=None):
         return False
 
-
-class AttachmentInline(ReadOnlyInline):
-    model = Attachment
-    fields = ("download", "size", "sha256", "declared_type", "message", "created_at")
-    readonly_fields = fields
-
     @admin.display(description="file")
     def download(self, obj):
         return format_html('<a href="{}">{}</a>', reverse("staff-download", args=[obj.pk]), obj.original_name)
-
-
-class MessageInline(ReadOnlyInline):
-    model = Message
-    fields = ("created_at", "kind", "author", "rendered_body")
-    readonly_fields = fields
-
-    @admin.display(description="message")
-    def rendered_body(self, obj):
-        return markdown.render(obj.body)
-
-
-class EventInline(ReadOnlyInline):
-    model = Event
-    fields = ("created_at", "kind", "actor", "from_status", "to_status", "public")
-    readonly_fields = fields
-    verbose_name_plural = "timeline"
-
-
-class EmailInline(ReadOnlyInline):
-    model = OutboundEmail
-    fk_name = "report"
-    fields = ("created_at", "kind", "to", "subject", "state", "attempts", "sent_at", "last_error")
-    readonly_fields = fields
-    verbose_name_plural = "emails sent"
 
 
 class SlaStateFilter(admin.SimpleListFilter):
@@ -89,39 +85,127 @@ class SlaStateFilter(admin.SimpleListFilter):
         return queryset
 
 
+class AssigneeFilter(admin.SimpleListFilter):
+    title = "assignee"
+    parameter_name = "assignee"
+
+    def lookups(self, request, model_admin):
+        from django.contrib.auth import get_user_model
+
+        staff = get_user_model().objects.filter(is_staff=True, is_active=True).order_by("username")
+        return [("mine", "Mine"), ("none", "Unassigned"), *[(str(u.pk), u.get_username()) for u in staff]]
+
+    def queryset(self, request, queryset):
+        value = self.value()
+        if value == "mine":
+            return queryset.filter(assignee=request.user)
+        if value == "none":
+            return queryset.filter(assignee__isnull=True)
+        if value and value.isdigit():
+            return queryset.filter(assignee_id=int(value))
+        return queryset
+
+
+class OpenFilter(admin.SimpleListFilter):
+    title = "open or finished"
+    parameter_name = "open"
+
+    def lookups(self, request, model_admin):
+        return [("1", "Open"), ("0", "Finished")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "1":
+            return queryset.open()
+        if self.value() == "0":
+            return queryset.exclude(pk__in=Report.objects.open().values("pk"))
+        return queryset
+
+
 @admin.register(Report)
 class ReportAdmin(admin.ModelAdmin):
-    list_display = ("tracking_id", "title", "status", "severity", "sla_badge", "assignee", "received_at")
-    list_filter = (SlaStateFilter, "status", "severity", "ack_milestone", "assess_milestone")
-    search_fields = ("tracking_id", "title", "reporter_email", "asset")
+    list_display = ("tracking_id", "title", "status", "priority_badge", "sla_badge", "assignee", "age")
+    list_display_links = ("tracking_id", "title")
+    list_filter = (SlaStateFilter, OpenFilter, "status", "severity", "priority", AssigneeFilter)
+    search_fields = ("=tracking_id", "title", "reporter_email", "asset")
     list_select_related = ("assignee",)
-    date_hierarchy = "received_at"
     list_per_page = 50
-    inlines = [AttachmentInline, MessageInline, EventInline, EmailInline]
+    show_full_result_count = False
+    inlines = [AttachmentInline]
+    change_form_template = "admin/disclosure/report/change_form.html"
+    change_list_template = "admin/disclosure/report/change_list.html"
     readonly_fields = (
-        *REPORTER_FIELDS, "status", "severity", "duplicate_of", "received_at", "acknowledged_at", "assessed_at",
-        "resolved_at", "disclosed_at", "closed_at", "ack_due_at", "assess_due_at", "ack_milestone", "assess_milestone",
+        *REPORTER_FIELDS, "status", "severity", "cvss_vector", "cvss_score", "priority", "duplicate_of",
+        "received_at", "acknowledged_at", "assessed_at", "resolved_at", "disclosed_at", "closed_at",
+        "ack_due_at", "assess_due_at", "ack_milestone", "assess_milestone", "timeline", "duplicates",
     )
     fieldsets = (
         ("Report", {"fields": REPORTER_FIELDS}),
-        ("Triage", {"fields": ("status", "severity", "assignee", "duplicate_of")}),
-        ("Deadlines", {"fields": ("ack_due_at", "ack_milestone", "assess_due_at", "assess_milestone")}),
+        ("Assessment", {"fields": ("status", ("severity", "priority"), ("cvss_vector", "cvss_score"), "cwe",
+                                   "cve_id", "duplicate_of", "assignee", "planned_disclosure_date")}),
+        ("Deadlines", {"fields": (("ack_due_at", "ack_milestone"), ("assess_due_at", "assess_milestone"))}),
+        ("Timeline", {"fields": ("timeline",)}),
+        ("Likely duplicates", {"fields": ("duplicates",), "classes": ("collapse",)}),
         ("Lifecycle", {"fields": ("received_at", "acknowledged_at", "assessed_at", "resolved_at",
-                                  "disclosed_at", "closed_at")}),
+                                  "disclosed_at", "closed_at"), "classes": ("collapse",)}),
     )
-    change_form_template = "admin/disclosure/report/change_form.html"
+    actions = ["assign_to_me", "close_as_spam", "export_json", "export_csv"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).with_current_due()
+
+    def get_ordering(self, request):
+        return [F("current_due").asc(nulls_last=True), "-received_at"]
 
     def has_add_permission(self, request):
         return False
 
+    def has_export_permission(self, request):
+        return request.user.has_perm("disclosure.export_report")
+
+    # --- Columns --------------------------------------------------------------------------
     @admin.display(description="deadline")
     def sla_badge(self, obj):
         state = SlaState(obj.sla_state(timezone.now()))
-        due = obj.ack_due_at if obj.ack_milestone == "pending" else obj.assess_due_at
         label = state.label
         if state in (SlaState.OVERDUE, SlaState.DUE_TODAY, SlaState.DUE_SOON, SlaState.ON_TRACK):
-            label = f"{label} · {timezone.localtime(due):%d %b %H:%M %Z}"
+            label = f"{label} · {timezone.localtime(obj.current_due):%d %b %H:%M %Z}"
         return format_html('<span class="sla sla-{}">{}</span>', state.value, label)
+
+    @admin.display(description="priority", ordering="priority")
+    def priority_badge(self, obj):
+        if not obj.priority:
+            return obj.get_severity_display() or "–"
+        return format_html('<span class="prio prio-{}">{}</span> {}', obj.priority, obj.priority,
+                           obj.get_severity_display())
+
+    @admin.display(description="age", ordering="received_at")
+    def age(self, obj):
+        return timesince(obj.received_at, depth=1)
+
+    # --- The report page ------------------------------------------------------------------
+    @admin.display(description="description")
+    def rendered_description(self, obj):
+        return markdown.render(obj.description)
+
+    @admin.display(description="steps to reproduce")
+    def rendered_steps(self, obj):
+        return markdown.render(obj.steps_to_reproduce)
+
+    @admin.display(description="impact")
+    def rendered_impact(self, obj):
+        return markdown.render(obj.impact)
+
+    @admin.display(description="timeline")
+    def timeline(self, obj):
+        events = (obj.events.select_related("actor", "message", "message__author")
+                  .prefetch_related("message__attachments",
+                                    Prefetch("emails", queryset=OutboundEmail.objects.order_by("pk")))
+                  .order_by("created_at", "pk"))
+        return render_to_string("admin/disclosure/report/timeline.html", {"events": events})
+
+    @admin.display(description="likely duplicates")
+    def duplicates(self, obj):
+        return render_to_string("admin/disclosure/report/duplicates.html", {"reports": likely_duplicates(obj)})
 
     # --- Decisions ------------------------------------------------------------------------
     def get_urls(self):
@@ -133,12 +217,10 @@ class ReportAdmin(admin.ModelAdmin):
 
     def decision_forms(self, report):
         available = report.available_actions()
-        forms = [DECISIONS[name]() for name in available if name != "close"]
-        closing = [(Status(o).label, CloseForm.for_outcome(report, o))
-                   for o in [Status.DUPLICATE, Status.INFORMATIVE, Status.NOT_APPLICABLE, Status.OUT_OF_SCOPE,
-                             Status.SPAM] if "close" in available and o in CLOSING_OUTCOMES]
-        return {"decision_forms": forms, "closing_forms": closing,
-                "message_form": MessageForm(), "note_form": NoteForm()}
+        closing = [(Status(o).label, CloseForm.for_outcome(report, o)) for o in CLOSING_ORDER] \
+            if "close" in available else []
+        return {"decision_forms": [DECISIONS[name]() for name in available if name != "close"],
+                "closing_forms": closing, "message_form": MessageForm(), "note_form": NoteForm()}
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         report = self.get_object(request, object_id)
@@ -170,23 +252,34 @@ class ReportAdmin(admin.ModelAdmin):
         self.message_user(request, f"{report.tracking_id}: {form.label.lower()} done.", messages.SUCCESS)
         return back
 
+    def get_readonly_fields(self, request, obj=None):
+        if obj is not None and not self.has_change_permission(request, obj):
+            return [*self.readonly_fields, *EDITABLE_DETAILS]
+        return self.readonly_fields
+
     def save_model(self, request, obj, form, change):
-        """Assignment goes through the model so it is recorded as an event."""
-        if change and "assignee" in form.changed_data:
-            assignee = obj.assignee
+        """Edits are recorded as events: assignment through ``Report.assign``, the rest as
+        one ``updated`` event naming the fields."""
+        if not change:
+            return super().save_model(request, obj, form, change)
+        changed = [name for name in form.changed_data if name in EDITABLE_DETAILS]
+        assignee = obj.assignee
+        if "assignee" in changed:
             obj.assignee_id = form.initial.get("assignee")
+        details = [name for name in changed if name != "assignee"]
+        if details:
+            obj.save(update_fields=[*details, "updated_at"])
+            obj.record(Event.Kind.UPDATED, actor=request.user,
+                       data={name: str(form.cleaned_data[name] or "") for name in details})
+        if "assignee" in changed:
             obj.assign(request.user, assignee)
-            return
-        super().save_model(request, obj, form, change)
 
     # --- Bulk actions ---------------------------------------------------------------------
-    actions = ["assign_to_me", "close_as_spam"]
-
     @admin.action(description="Assign the selected reports to me", permissions=["change"])
     def assign_to_me(self, request, queryset):
         for report in queryset:
             report.assign(request.user, request.user)
-        self.message_user(request, f"{queryset.count()} report(s) assigned to you.", messages.SUCCESS)
+        self.message_user(request, f"{len(queryset)} report(s) assigned to you.", messages.SUCCESS)
 
     @admin.action(description="Close the selected reports as spam", permissions=["change"])
     def close_as_spam(self, request, queryset):
@@ -201,17 +294,29 @@ class ReportAdmin(admin.ModelAdmin):
         if skipped:
             self.message_user(request, f"Not open, left alone: {', '.join(skipped)}.", messages.WARNING)
 
-    @admin.display(description="description")
-    def rendered_description(self, obj):
-        return markdown.render(obj.description)
+    @admin.action(description="Export the selected reports (JSON, with timelines)", permissions=["export"])
+    def export_json(self, request, queryset):
+        from disclosure.export import reports_as_json
 
-    @admin.display(description="steps to reproduce")
-    def rendered_steps(self, obj):
-        return markdown.render(obj.steps_to_reproduce)
+        response = HttpResponse(json.dumps(reports_as_json(queryset), cls=DjangoJSONEncoder, indent=2),
+                                content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="reports-{timezone.now():%Y%m%d-%H%M}.json"'
+        return response
 
-    @admin.display(description="impact")
-    def rendered_impact(self, obj):
-        return markdown.render(obj.impact)
+    @admin.action(description="Export the selected reports (CSV)", permissions=["export"])
+    def export_csv(self, request, queryset):
+        from disclosure.export import CSV_FIELDS, csv_rows
+
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="reports-{timezone.now():%Y%m%d-%H%M}.csv"'
+        writer = csv.writer(response)
+        writer.writerow(CSV_FIELDS)
+        writer.writerows(csv_rows(queryset))
+        return response
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {"queues": QUEUES, **(extra_context or {})}
+        return super().changelist_view(request, extra_context)
 
 
 @admin.register(OutboundEmail)

@@ -37,6 +37,9 @@ def check_production_settings(app_configs, **kwargs):
         errors.append(Error(
             f"The host of SITE_URL ({site.hostname}) is not in ALLOWED_HOSTS.",
             hint="Leave ALLOWED_HOSTS unset to derive it from SITE_URL, or add the host.", id="disclosure.E003"))
+    if not settings.STAFF_2FA_REQUIRED:
+        errors.append(Error("STAFF_2FA_REQUIRED is off while DEBUG is off: staff could use the admin with a "
+                            "password alone.", hint="Remove STAFF_2FA_REQUIRED=false.", id="disclosure.E007"))
     backend = settings.MAILERS.get("default", {}).get("BACKEND", "")
     if backend in UNSAFE_MAILERS:
         errors.append(Error(

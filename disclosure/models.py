@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
 from django.urls import reverse
@@ -51,6 +52,7 @@ ACTIONS = {
     "resolve": frozenset({Status.TRIAGED, Status.FIXING}),
     "disclose": frozenset({Status.RESOLVED}),
     "close": OPEN_STATUSES,
+    "rate": frozenset({Status.TRIAGED, Status.FIXING, Status.RESOLVED, Status.DISCLOSED}),
 }
 FINISHED_STATUSES = frozenset({Status.RESOLVED, Status.DISCLOSED, Status.WITHDRAWN} | CLOSING_OUTCOMES)
 
@@ -78,6 +80,17 @@ class Severity(models.TextChoices):
     MEDIUM = "medium", "Medium"
     HIGH = "high", "High"
     CRITICAL = "critical", "Critical"
+
+
+class Priority(models.TextChoices):
+    P1 = "P1", "P1 (critical)"
+    P2 = "P2", "P2 (high)"
+    P3 = "P3", "P3 (medium)"
+    P4 = "P4", "P4 (low)"
+
+
+cve_validator = RegexValidator(r"^CVE-\d{4}-\d{4,}$", "Enter a CVE ID such as CVE-2026-12345.")
+cwe_validator = RegexValidator(r"^CWE-\d{1,5}$", "Enter a CWE ID such as CWE-79.")
 
 
 class Milestone(models.TextChoices):
@@ -190,6 +203,17 @@ class Report(models.Model):
 
     # Assessment by the team.
     severity = models.CharField(max_length=10, choices=Severity.choices, blank=True)
+    cvss_vector = models.CharField("CVSS vector", max_length=200, blank=True,
+                                   help_text="CVSS 3.1 or 4.0 vector; the score and severity are computed from it.")
+    cvss_score = models.DecimalField("CVSS score", max_digits=3, decimal_places=1, null=True, blank=True)
+    priority = models.CharField(max_length=2, choices=Priority.choices, blank=True, db_index=True,
+                                help_text="Follows the severity: P1 critical to P4 low, as in the incident-response "
+                                          "plan.")
+    cwe = models.CharField("CWE", max_length=12, blank=True, validators=[cwe_validator],
+                           help_text="The team's classification, for example CWE-79.")
+    cve_id = models.CharField("CVE ID", max_length=20, blank=True, validators=[cve_validator])
+    planned_disclosure_date = models.DateField(null=True, blank=True,
+                                               help_text="Agreed with the reporter; shown on their status page.")
     assignee = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True,
                                  on_delete=models.SET_NULL, related_name="assigned_reports")
     duplicate_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT,
@@ -442,21 +466,58 @@ class Report(models.Model):
                                 allowed_from=ACTIONS["request_info"],
                                 actor=actor, now=now, body=question, changes=changes)
 
-    def triage(self, actor, severity: str, *, body="", now=None):
-        """Confirm the report as a valid vulnerability: meets the assessment milestone."""
+    def triage(self, actor, severity: str = "", *, cvss_vector: str = "", body="", now=None):
+        """Confirm the report as a valid vulnerability: meets the assessment milestone.
+
+        Needs a severity, given directly or computed from a CVSS vector."""
         now = now or timezone.now()
+        score = self._score(cvss_vector) if cvss_vector.strip() else None
+        severity = score.severity if score else severity
         if severity not in Severity.values or severity == Severity.NONE:
             raise TransitionError("Triaging a report as valid needs a severity (low, medium, high or critical).")
 
         def changes(report):
-            report.severity = severity
+            report._apply_severity(severity, score)
             report.acknowledged_at = report.acknowledged_at or now
             report.assessed_at = report.assessed_at or now
             report._end_pause()
 
         return self._transition(Status.TRIAGED, Event.Kind.TRIAGED,
                                 allowed_from=ACTIONS["triage"],
-                                actor=actor, now=now, body=body, changes=changes, data={"severity": severity})
+                                actor=actor, now=now, body=body, changes=changes,
+                                data={"severity": severity, "cvss": score.vector if score else ""})
+
+    @staticmethod
+    def _score(vector):
+        from disclosure.severity import score_vector
+
+        try:
+            return score_vector(vector)
+        except ValueError as error:
+            raise TransitionError(str(error)) from None
+
+    def _apply_severity(self, severity, score=None):
+        from disclosure.severity import priority_for
+
+        self.severity = severity
+        self.cvss_vector = score.vector if score else ""
+        self.cvss_score = score.score if score else None
+        self.priority = priority_for(severity)
+
+    def rate(self, actor, severity: str = "", *, cvss_vector: str = "", now=None):
+        """Set or change the severity (and priority) without changing the status."""
+        now = now or timezone.now()
+        score = self._score(cvss_vector) if cvss_vector.strip() else None
+        severity = score.severity if score else severity
+        if severity not in Severity.values:
+            raise TransitionError("Choose a severity or give a CVSS vector.")
+        with transaction.atomic():
+            self._lock()
+            self._apply_severity(severity, score)
+            self.save()
+            return self.record(Event.Kind.SEVERITY_SET, actor=actor, now=now, data={
+                "severity": severity, "priority": self.priority, "cvss": self.cvss_vector,
+                "score": float(self.cvss_score) if self.cvss_score is not None else None})
 
     def start_fix(self, actor, *, body="", now=None):
         return self._transition(Status.FIXING, Event.Kind.FIXING, allowed_from=ACTIONS["start_fix"],
@@ -714,6 +775,7 @@ class Event(models.Model):
         NOTE = "note", "Internal note"
         ASSIGNED = "assigned", "Assigned"
         SEVERITY_SET = "severity_set", "Severity set"
+        UPDATED = "updated", "Details updated"
         ACK_WARNING = "ack_warning", "Acknowledgement due soon"
         ACK_ESCALATION = "ack_escalation", "Acknowledgement overdue"
         ASSESS_WARNING = "assess_warning", "Assessment due soon"

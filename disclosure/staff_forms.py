@@ -45,13 +45,42 @@ class RequestInfoForm(DecisionForm):
         return report.request_info(actor, self.cleaned_data["body"])
 
 
-class TriageForm(DecisionForm):
+SEVERITY_CHOICES = [("", "Choose a severity")] + [(v, label) for v, label in Severity.choices if v != Severity.NONE]
+CVSS_HELP = "Or a CVSS 3.1/4.0 vector, e.g. CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H; it decides the severity."
+
+
+class SeverityFields(forms.Form):
+    severity = forms.ChoiceField(choices=SEVERITY_CHOICES, required=False)
+    cvss_vector = forms.CharField(label="CVSS vector", required=False, max_length=200, help_text=CVSS_HELP)
+
+    def clean(self):
+        cleaned = super().clean()
+        vector = cleaned.get("cvss_vector", "").strip()
+        if vector:
+            from disclosure.severity import score_vector
+
+            try:
+                score_vector(vector)
+            except ValueError as error:
+                self.add_error("cvss_vector", str(error))
+        elif not cleaned.get("severity"):
+            self.add_error("severity", "Choose a severity or give a CVSS vector.")
+        return cleaned
+
+
+class TriageForm(SeverityFields, DecisionForm):
     action, label = "triage", "Triage as valid"
-    severity = forms.ChoiceField(choices=[("", "Choose a severity")] + [
-        (value, label) for value, label in Severity.choices if value != Severity.NONE])
 
     def apply(self, report, actor):
-        return report.triage(actor, self.cleaned_data["severity"], body=self.cleaned_data["body"])
+        data = self.cleaned_data
+        return report.triage(actor, data["severity"], cvss_vector=data["cvss_vector"], body=data["body"])
+
+
+class RateForm(SeverityFields):
+    action, label = "rate", "Change severity"
+
+    def apply(self, report, actor):
+        return report.rate(actor, self.cleaned_data["severity"], cvss_vector=self.cleaned_data["cvss_vector"])
 
 
 class CloseForm(DecisionForm):
@@ -98,8 +127,8 @@ class NoteForm(DecisionForm):
         return report.add_note(actor, self.cleaned_data["body"])
 
 
-DECISIONS = {form.action: form for form in
-             (AcknowledgeForm, RequestInfoForm, TriageForm, StartFixForm, ResolveForm, DiscloseForm, CloseForm,
-              MessageForm, NoteForm)}
+DECISIONS = {form.action: form for form in (
+    AcknowledgeForm, RequestInfoForm, TriageForm, RateForm, StartFixForm, ResolveForm, DiscloseForm, CloseForm,
+    MessageForm, NoteForm)}
 
 __all__ = ["DECISIONS", "CloseForm", "TransitionError"]

@@ -65,6 +65,17 @@ class BaseTestCase(TestCase):
         self.addCleanup(shutil.rmtree, upload_dir, ignore_errors=True)
         self.enterContext(override_settings(MEDIA_ROOT=upload_dir))
 
+    def login(self, user, *, verified=True):
+        """Log in as a persona; staff also pass the second factor unless ``verified=False``."""
+        self.client.force_login(user)
+        if verified and user.is_staff:
+            from django_otp.plugins.otp_totp.models import TOTPDevice
+
+            device, _ = TOTPDevice.objects.get_or_create(user=user, defaults={"name": "test", "confirmed": True})
+            session = self.client.session
+            session["otp_device_id"] = device.persistent_id
+            session.save()
+
     def submit(self, data=None, files=None, *, follow=False, execute=True, **extra):
         """POST the public form as a browser would; queued tasks run when it commits."""
         payload = dict(data if data is not None else report_data())

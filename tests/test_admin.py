@@ -11,7 +11,7 @@ class ReportAdminTests(BaseTestCase):
     def test_list_search_and_detail(self):
         report, _ = make_report(files=[upload("poc.txt")])
         make_report(title="SQL injection in search", asset="https://shop.example.com")
-        self.client.force_login(self.triager)
+        self.login(self.triager)
         listing = self.client.get("/admin/disclosure/report/")
         self.assertContains(listing, "VDP-2026-0001")
         self.assertContains(listing, "SQL injection in search")
@@ -28,7 +28,7 @@ class ReportAdminTests(BaseTestCase):
             title='<img src=x onerror="alert(1)">',
             description='<script>alert(1)</script> [click](javascript:alert(1)) <a href="x" onclick="y">z</a>',
         )
-        self.client.force_login(self.triager)
+        self.login(self.triager)
         detail = self.client.get(f"/admin/disclosure/report/{report.pk}/change/").content.decode()
         self.assertNotIn("<script>alert(1)", detail)
         self.assertNotIn('<img src=x onerror="alert(1)">', detail)
@@ -43,13 +43,13 @@ class ReportAdminTests(BaseTestCase):
                          '[VDP-2026-0001] New report: Bypass of <a> & "quotes"')
 
     def test_reports_only_arrive_through_the_form(self):
-        self.client.force_login(self.lead)
+        self.login(self.lead)
         self.assertEqual(self.client.get("/admin/disclosure/report/add/").status_code, 403)
 
     def test_strangers_and_anonymous_users_see_nothing(self):
         make_report()
         self.assertEqual(self.client.get("/admin/disclosure/report/").status_code, 302)
-        self.client.force_login(self.stranger)
+        self.login(self.stranger)
         self.assertEqual(self.client.get("/admin/disclosure/report/").status_code, 302)
 
 

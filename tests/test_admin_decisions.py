@@ -14,7 +14,7 @@ class DecisionPanelTests(BaseTestCase):
         with self.captureOnCommitCallbacks(execute=True):
             self.report, self.token = make_report()
         mail.outbox.clear()
-        self.client.force_login(self.triager)
+        self.login(self.triager)
         self.page = f"/admin/disclosure/report/{self.report.pk}/change/"
 
     def act(self, action, data=None):
@@ -50,7 +50,7 @@ class DecisionPanelTests(BaseTestCase):
 
     def test_invalid_decision_is_refused_with_a_clear_message(self):
         page = self.act("triage", {"severity": ""})
-        self.assertContains(page, "Triage as valid: Severity: This field is required.")
+        self.assertContains(page, "Triage as valid: Severity: Choose a severity or give a CVSS vector.")
         page = self.act("resolve")
         self.assertContains(page, "VDP-2026-0001 is new; it cannot be moved to resolved.")
         self.assertEqual(self.report.status, Status.NEW)
@@ -81,7 +81,7 @@ class DecisionPanelTests(BaseTestCase):
         self.assertEqual((event.actor, event.data), (self.triager, {"assignee": "leo"}))
 
     def test_auditor_cannot_decide(self):
-        self.client.force_login(self.auditor)
+        self.login(self.auditor)
         self.assertNotContains(self.client.get(self.page), "/act/acknowledge/")
         response = self.client.post(f"/admin/disclosure/report/{self.report.pk}/act/acknowledge/")
         self.assertEqual(response.status_code, 403)

@@ -113,7 +113,7 @@ class HostileFileNameTests(BaseTestCase):
 
     def test_staff_download_uses_the_safe_name_as_an_attachment(self):
         report, _ = make_report(files=[upload("report\u202egpj.exe", b"MZ")])
-        self.client.force_login(self.triager)
+        self.login(self.triager)
         response = self.client.get(f"/staff/attachments/{report.attachments.get().pk}/")
         self.assertEqual(response["Content-Type"], "application/octet-stream")
         self.assertEqual(response["Content-Disposition"], 'attachment; filename="reportgpj.exe"')
@@ -122,7 +122,7 @@ class HostileFileNameTests(BaseTestCase):
         report, _ = make_report(files=[upload()])
         url = f"/staff/attachments/{report.attachments.get().pk}/"
         self.assertEqual(self.client.get(url).status_code, 302)  # to the login page
-        self.client.force_login(self.stranger)
+        self.login(self.stranger)
         self.assertEqual(self.client.get(url).status_code, 302)
         staff_without_permission = self.stranger
         staff_without_permission.is_staff = True

@@ -47,7 +47,7 @@ class FailingProviderTests(BaseTestCase):
     def test_a_final_failure_is_visible_to_staff(self):
         with override_settings(MAILERS=DOWN, EMAIL_MAX_ATTEMPTS=1):
             self.submit()
-        self.client.force_login(self.triager)
+        self.login(self.triager)
         page = self.client.get("/admin/disclosure/outboundemail/?state__exact=failed")
         self.assertContains(page, "[VDP-2026-0001] We received your vulnerability report")
         self.assertContains(page, "provider down")
@@ -57,7 +57,7 @@ class FailingProviderTests(BaseTestCase):
     def test_staff_can_retry_a_failed_email(self):
         with override_settings(MAILERS=DOWN, EMAIL_MAX_ATTEMPTS=1):
             self.submit()
-        self.client.force_login(self.triager)
+        self.login(self.triager)
         with self.captureOnCommitCallbacks(execute=True):
             self.client.post("/admin/disclosure/outboundemail/", {
                 "action": "retry_now", "_selected_action": [self.receipt().pk]})

@@ -47,11 +47,11 @@ class MetricsTests(BaseTestCase):
                         self.assertFalse(Report.objects.in_sla_state(other, now).filter(pk=report.pk).exists(), other)
 
     def test_metrics_page_for_staff_only(self):
-        self.client.force_login(self.auditor)
+        self.login(self.auditor)
         page = self.client.get("/admin/metrics/")
         self.assertContains(page, "Meeting the policy")
         self.assertContains(page, "Acknowledgement (3 business days)")
-        self.client.force_login(self.stranger)
+        self.login(self.stranger)
         self.assertEqual(self.client.get("/admin/metrics/").status_code, 302)
 
 
