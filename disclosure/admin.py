@@ -249,7 +249,7 @@ class ReportAdmin(admin.ModelAdmin):
         except TransitionError as error:
             self.message_user(request, " ".join(error.messages), messages.ERROR)
             return back
-        self.message_user(request, f"{report.tracking_id}: {form.label.lower()} done.", messages.SUCCESS)
+        self.message_user(request, f"{report.tracking_id} {form.done}.", messages.SUCCESS)
         return back
 
     def get_readonly_fields(self, request, obj=None):
@@ -325,10 +325,19 @@ class OutboundEmailAdmin(admin.ModelAdmin):
     list_filter = ("state", "kind")
     search_fields = ("to", "subject", "report__tracking_id")
     list_select_related = ("report",)
-    readonly_fields = ("kind", "report", "event", "to", "subject", "body_text", "message_id", "references",
-                       "state", "attempts", "next_attempt_at", "last_error", "provider_id", "created_at", "sent_at")
-    exclude = ("body_html",)
+    fields = ("kind", "report", "to", "subject", "body", "state", "attempts", "next_attempt", "last_error",
+              "sent_at", "provider_id", "message_id", "references", "created_at")
+    readonly_fields = fields
     actions = ["retry_now"]
+
+    @admin.display(description="text")
+    def body(self, obj):
+        text = obj.body_text.replace(OutboundEmail.STATUS_LINK_MARK, "«a private status link, minted when sent»")
+        return format_html('<pre class="mail-body">{}</pre>', text)
+
+    @admin.display(description="next attempt")
+    def next_attempt(self, obj):
+        return obj.next_attempt_at if obj.state == OutboundEmail.State.PENDING else "–"
 
     def has_add_permission(self, request):
         return False

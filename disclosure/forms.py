@@ -78,7 +78,8 @@ class ReportForm(TextCheckedForm, forms.ModelForm):
             "impact": "What an attacker could achieve.",
             "reporter_name": "Optional. Leave empty to stay anonymous.",
             "reporter_email": "Optional, but without it we cannot email you: keep your status link safe.",
-            "credit_name": "Shown in our hall of fame once the report is resolved, if you ask for credit.",
+            "credit": "Whether you want to be thanked publicly once the report is resolved.",
+            "credit_name": "The name or handle we thank publicly, if you ask for credit.",
         }
         widgets = {
             "description": forms.Textarea(attrs={"rows": 10}),

@@ -10,6 +10,9 @@ from disclosure.models import Milestone, Report, SlaState
 WINDOW_DAYS = 90
 
 
+OPEN_LABELS = {SlaState.MET: "Assessed on time, still open", SlaState.MET_LATE: "Assessed late, still open"}
+
+
 def _median(deltas) -> timedelta | None:
     deltas = [d for d in deltas if d is not None]
     return timedelta(seconds=statistics.median(d.total_seconds() for d in deltas)) if deltas else None
@@ -32,7 +35,8 @@ def sla_metrics(now, days: int = WINDOW_DAYS) -> dict:
     ack_times = recent.filter(acknowledged_at__isnull=False).values_list("received_at", "acknowledged_at")
     assess_times = recent.filter(assessed_at__isnull=False).values_list("received_at", "assessed_at")
     filters = Report.objects.sla_state_filters(now)
-    open_states = [SlaState.OVERDUE, SlaState.DUE_TODAY, SlaState.DUE_SOON, SlaState.ON_TRACK, SlaState.PAUSED]
+    open_states = [SlaState.OVERDUE, SlaState.DUE_TODAY, SlaState.DUE_SOON, SlaState.ON_TRACK, SlaState.PAUSED,
+                   SlaState.MET, SlaState.MET_LATE]
     counts = Report.objects.open().with_current_due().aggregate(
         **{state.value: Count("pk", filter=filters[state]) for state in open_states}
     )
@@ -45,5 +49,6 @@ def sla_metrics(now, days: int = WINDOW_DAYS) -> dict:
         "assess_on_time_pct": _share(decided["assess_total"], decided["assess_on_time"]),
         "ack_median": _median(b - a for a, b in ack_times),
         "assess_median": _median(b - a for a, b in assess_times),
-        "open_by_state": [(state.label, counts[state.value], state.value) for state in open_states],
+        "open_by_state": [(OPEN_LABELS.get(state, state.label), counts[state.value], state.value)
+                          for state in open_states],
     }

@@ -844,7 +844,15 @@ class OutboundEmail(models.Model):
 
     STATUS_LINK_MARK = "[[status-link]]"
 
-    kind = models.CharField(max_length=40)
+    class Kind(models.TextChoices):
+        RECEIPT = "receipt", "Receipt to reporter"
+        REPORTER_UPDATE = "reporter-update", "Update to reporter"
+        TEAM_NEW_REPORT = "team-new-report", "New report (team)"
+        TEAM_REPORTER_MESSAGE = "team-reporter-message", "Reporter message (team)"
+        TEAM_SLA_ALERT = "team-sla-alert", "Deadline alert (team)"
+        TEAM_DIGEST = "team-digest", "Daily digest (team)"
+
+    kind = models.CharField(max_length=40, choices=Kind.choices)
     report = models.ForeignKey(Report, null=True, blank=True, on_delete=models.CASCADE, related_name="emails")
     event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.CASCADE, related_name="emails")
     to = models.EmailField()

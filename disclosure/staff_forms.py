@@ -11,7 +11,8 @@ MESSAGE_HELP = "Optional. Emailed to the reporter and shown on their status page
 
 class DecisionForm(forms.Form):
     action = ""  # the Report method this form calls
-    label = ""
+    label = ""  # the button
+    done = ""  # the confirmation: "VDP-2026-0001 acknowledged."
     body = forms.CharField(label="Message to the reporter", required=False, max_length=50_000,
                            widget=forms.Textarea(attrs={"rows": 3}), help_text=MESSAGE_HELP)
 
@@ -20,23 +21,23 @@ class DecisionForm(forms.Form):
 
 
 class AcknowledgeForm(DecisionForm):
-    action, label = "acknowledge", "Acknowledge"
+    action, label, done = "acknowledge", "Acknowledge", "acknowledged"
 
 
 class StartFixForm(DecisionForm):
-    action, label = "start_fix", "Start fixing"
+    action, label, done = "start_fix", "Start fixing", "moved to fixing"
 
 
 class ResolveForm(DecisionForm):
-    action, label = "resolve", "Resolve"
+    action, label, done = "resolve", "Resolve", "resolved"
 
 
 class DiscloseForm(DecisionForm):
-    action, label = "disclose", "Disclose"
+    action, label, done = "disclose", "Disclose", "disclosed"
 
 
 class RequestInfoForm(DecisionForm):
-    action, label = "request_info", "Ask for more information"
+    action, label, done = "request_info", "Ask for more information", "question sent to the reporter"
     body = forms.CharField(label="Question for the reporter", max_length=50_000,
                            widget=forms.Textarea(attrs={"rows": 3}),
                            help_text="Pauses the assessment clock until the reporter answers.")
@@ -69,7 +70,7 @@ class SeverityFields(forms.Form):
 
 
 class TriageForm(SeverityFields, DecisionForm):
-    action, label = "triage", "Triage as valid"
+    action, label, done = "triage", "Triage as valid", "triaged as valid"
 
     def apply(self, report, actor):
         data = self.cleaned_data
@@ -77,14 +78,15 @@ class TriageForm(SeverityFields, DecisionForm):
 
 
 class RateForm(SeverityFields):
-    action, label = "rate", "Change severity"
+    done = ""
+    action, label, done = "rate", "Change severity", "severity changed"
 
     def apply(self, report, actor):
         return report.rate(actor, self.cleaned_data["severity"], cvss_vector=self.cleaned_data["cvss_vector"])
 
 
 class CloseForm(DecisionForm):
-    action, label = "close", "Close"
+    action, label, done = "close", "Close", "closed"
     outcome = forms.ChoiceField(choices=[(s.value, s.label) for s in Status if s in CLOSING_OUTCOMES],
                                 widget=forms.HiddenInput)
     duplicate_of = forms.CharField(label="Original report (tracking ID)", required=False, max_length=40)
@@ -110,7 +112,7 @@ class CloseForm(DecisionForm):
 
 
 class MessageForm(DecisionForm):
-    action, label = "send_message", "Send message"
+    action, label, done = "send_message", "Send message", "message sent to the reporter"
     body = forms.CharField(label="Message to the reporter", max_length=50_000,
                            widget=forms.Textarea(attrs={"rows": 4}), help_text=MESSAGE_HELP)
 
@@ -119,7 +121,7 @@ class MessageForm(DecisionForm):
 
 
 class NoteForm(DecisionForm):
-    action, label = "add_note", "Add internal note"
+    action, label, done = "add_note", "Add internal note", "internal note added"
     body = forms.CharField(label="Internal note", max_length=50_000, widget=forms.Textarea(attrs={"rows": 3}),
                            help_text="Only the team sees notes.")
 

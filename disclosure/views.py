@@ -8,6 +8,7 @@ from django.core import signing
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
 from django.views.decorators.http import require_http_methods, require_safe
 
 from disclosure.forms import FollowUpForm, ReportForm
@@ -124,6 +125,11 @@ def staff_download(request, attachment_id):
     if not request.user.has_perm("disclosure.view_report"):
         raise PermissionDenied
     return _download(get_object_or_404(Attachment, pk=attachment_id))
+
+
+@require_safe
+def favicon(request):
+    return redirect(static("favicon.svg"), permanent=True)
 
 
 def csrf_failure(request, reason=""):

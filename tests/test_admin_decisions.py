@@ -38,7 +38,7 @@ class DecisionPanelTests(BaseTestCase):
         self.act("start_fix")
         page = self.act("resolve", {"body": "Fixed in release 4.2."})
         self.assertEqual(self.report.status, Status.RESOLVED)
-        self.assertContains(page, "resolve done.")
+        self.assertContains(page, "VDP-2026-0001 resolved.")
         subjects = [m.subject for m in self.emails_to("ada@researcher.example")]
         self.assertEqual(len(subjects), 4)
         status = self.client.get(f"/status/{self.token}/")

@@ -34,7 +34,8 @@ class MetricsTests(BaseTestCase):
         self.assertEqual(metrics["ack_median"], timedelta(hours=4))
         self.assertEqual(metrics["assess_median"], timedelta(days=2))
         states = {state: count for _, count, state in metrics["open_by_state"]}
-        self.assertEqual(states, {"overdue": 1, "due_today": 0, "due_soon": 0, "on_track": 1, "paused": 1})
+        self.assertEqual(states, {"overdue": 1, "due_today": 0, "due_soon": 0, "on_track": 1, "paused": 1,
+                                  "met": 1, "met_late": 0})
 
     def test_database_filters_agree_with_the_badges(self):
         for now in [MONDAY_10AM, datetime(2026, 12, 3, 9, 0, tzinfo=UTC), FRIDAY, MONDAY_10AM + timedelta(days=14)]:
@@ -51,6 +52,8 @@ class MetricsTests(BaseTestCase):
         page = self.client.get("/admin/metrics/")
         self.assertContains(page, "Meeting the policy")
         self.assertContains(page, "Acknowledgement (3 business days)")
+        self.assertContains(page, "<td>4 h</td>", html=True)  # median time to acknowledge
+        self.assertContains(page, "Assessed on time, still open")
         self.login(self.stranger)
         self.assertEqual(self.client.get("/admin/metrics/").status_code, 302)
 

@@ -9,3 +9,21 @@ register = template.Library()
 def markdown(text):
     """Render reporter Markdown through the sanitiser (see disclosure.markdown)."""
     return md.render(text)
+
+
+@register.filter
+def duration(value):
+    """A timedelta as people say it: "2 days 4 h", "4 h 12 min", "26 s"."""
+    if value is None:
+        return "–"
+    seconds = int(value.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    if days:
+        return f"{days} day{'s' if days != 1 else ''}" + (f" {hours} h" if hours else "")
+    if hours:
+        return f"{hours} h" + (f" {minutes} min" if minutes else "")
+    if minutes:
+        return f"{minutes} min"
+    return f"{seconds} s"

@@ -21,4 +21,4 @@ class Command(BaseCommand):
         User.objects.create_superuser("admin", "admin@localhost", password)
         self.stdout.write(self.style.SUCCESS(
             f"Created the development superuser 'admin' with password: {password}\n"
-            "Log in at http://127.0.0.1:8000/admin/ (this password is shown only once)."))
+            f"Log in at {settings.SITE_URL}/admin/ (this password is shown only once)."))
