@@ -11,46 +11,11 @@ Results are printed and written to bench/results/sweep.md.
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-
-def setup_django(data_dir: str):
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ["DATA_DIR"] = data_dir
-    os.environ.setdefault("DEBUG", "true")
-    os.environ["MAILER"] = "locmem"
-    os.environ["LOG_LEVEL"] = "WARNING"
-    import django
-
-    django.setup()
-
-
-def populate(total: int, due: int, now: datetime):
-    from django.db import transaction
-
-    from disclosure.models import Event, OutboundEmail, Report, StatusLink
-
-    with transaction.atomic():
-        for model in (OutboundEmail, Event, StatusLink, Report):
-            model.objects.all().delete()
-    batch = []
-    for i in range(total):
-        is_due = i < due
-        received = now - timedelta(days=10) if is_due else now - timedelta(hours=1 + i % 48)
-        report = Report(tracking_id=f"BENCH-{i:07d}", title=f"Report {i}", description="x", received_at=received)
-        report.recompute_deadlines(now)
-        batch.append(report)
-        if len(batch) == 5000:
-            Report.objects.bulk_create(batch)
-            batch.clear()
-    Report.objects.bulk_create(batch)
+from common import populate, setup_django, write_table
 
 
 def measure(total: int, due: int) -> dict:
@@ -82,10 +47,8 @@ def main():
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="disclosure-bench-") as data_dir:
         setup_django(data_dir)
-        from django.core.management import call_command
         from django.db import connection
 
-        call_command("migrate", verbosity=0)
         rows = [measure(int(size), args.due) for size in args.sizes.split(",")]
         vendor = connection.vendor
     base = rows[0]
@@ -101,11 +64,7 @@ def main():
         lines.append(f"| {row['total']:,} | {row['due']} | {row['raised']} | {row['idle_ms']:.1f} | "
                      f"{row['idle_queries']} | {row['busy_ms']:.0f} | {row['busy_queries']} | "
                      f"{row['busy_ms'] / base['busy_ms']:.2f}x |")
-    table = "\n".join(lines)
-    print(table)
-    out = ROOT / "bench" / "results" / "sweep.md"
-    out.write_text(table + "\n")
-    print(f"\nwritten to {out.relative_to(ROOT)}")
+    write_table("sweep.md", "\n".join(lines))
 
 
 if __name__ == "__main__":
