@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import tempfile
 
 from django.conf import settings
 from django.test import SimpleTestCase, override_settings
@@ -54,10 +55,13 @@ class ProductionChecksTests(SimpleTestCase):
 
 class StartupRefusalTests(SimpleTestCase):
     def run_check(self, **env):
-        clean = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "SITE_URL", "MAILER")}
-        return subprocess.run([sys.executable, "manage.py", "check"], cwd=settings.BASE_DIR,
-                              env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings", **env},
-                              capture_output=True, text=True, timeout=120)
+        clean = {k: v for k, v in os.environ.items()
+                 if k not in ("DEBUG", "SECRET_KEY", "SITE_URL", "MAILER", "DATA_DIR")}
+        with tempfile.TemporaryDirectory() as data_dir:  # a fresh machine: no var/ folder yet
+            return subprocess.run([sys.executable, "manage.py", "check"], cwd=settings.BASE_DIR,
+                                  env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings",
+                                       "DATA_DIR": f"{data_dir}/not-yet-created", **env},
+                                  capture_output=True, text=True, timeout=120)
 
     def test_manage_py_refuses_the_defaults_when_debug_is_off(self):
         result = self.run_check()
