@@ -179,6 +179,17 @@ TIME_ZONE = env_str("TIME_ZONE", "Europe/London")
 HOLIDAYS_COUNTRY = env_str("HOLIDAYS_COUNTRY", "GB")
 HOLIDAYS_SUBDIVISION = env_str("HOLIDAYS_SUBDIVISION", "ENG")
 
+# --- PGP and security.txt ---------------------------------------------------------------
+GPG_BINARY = env_str("GPG_BINARY", "gpg")
+GNUPG_HOME = Path(env_str("GNUPG_HOME", str(DATA_DIR / "gnupg")))
+TEAM_KEY_FINGERPRINT = env_str("TEAM_KEY_FINGERPRINT")
+TEAM_KEY_PASSPHRASE = env_secret("TEAM_KEY_PASSPHRASE")
+SECURITYTXT_EXPIRES_DAYS = env_int("SECURITYTXT_EXPIRES_DAYS", 180, minimum=7)
+# Defaults for the programme settings a Lead can change in the admin.
+PREFERRED_LANGUAGES = env_str("PREFERRED_LANGUAGES", "en")
+HIRING_URL = env_str("HIRING_URL")
+CSAF_URL = env_str("CSAF_URL")
+
 # --- Uploads ----------------------------------------------------------------------------
 MEDIA_ROOT = Path(env_str("UPLOAD_DIR", str(DATA_DIR / "uploads")))
 MEDIA_URL = None  # never served directly: downloads go through access-checked views

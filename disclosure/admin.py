@@ -29,6 +29,7 @@ from disclosure.models import (
     Attachment,
     Event,
     OutboundEmail,
+    Programme,
     Report,
     SlaState,
     Status,
@@ -353,3 +354,33 @@ class OutboundEmailAdmin(admin.ModelAdmin):
             enqueue_delivery(email.pk)
             count += 1
         messages.success(request, f"{count} email(s) queued for another attempt.")
+
+
+@admin.register(Programme)
+class ProgrammeAdmin(admin.ModelAdmin):
+    """One row of programme settings; saving regenerates and re-signs security.txt."""
+
+    fields = ("contact_emails", "preferred_languages", "hiring_url", "csaf_url", "policy_text", "securitytxt_preview",
+              "securitytxt_expires_at")
+    readonly_fields = ("securitytxt_preview", "securitytxt_expires_at")
+
+    def has_add_permission(self, request):
+        return not Programme.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def changelist_view(self, request, extra_context=None):
+        return redirect(reverse("admin:disclosure_programme_change", args=[Programme.load().pk]))
+
+    @admin.display(description="security.txt as served")
+    def securitytxt_preview(self, obj):
+        return format_html('<pre class="mail-body">{}</pre>', obj.securitytxt or "(generated on first request)")
+
+    def save_model(self, request, obj, form, change):
+        from disclosure import securitytxt
+
+        super().save_model(request, obj, form, change)
+        signed = securitytxt.generate(timezone.now(), obj).securitytxt.startswith("-----BEGIN PGP SIGNED")
+        self.message_user(request, f"security.txt was regenerated{' and signed' if signed else ''}.",
+                          messages.SUCCESS)

@@ -2,6 +2,7 @@
 ``runserver``, ``qcluster``) instead of at 3 a.m."""
 
 import shutil
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -67,4 +68,33 @@ def check_gpg(app_configs, **kwargs):
     if shutil.which("gpg") is None:
         return [Warning("The gpg binary was not found on PATH; PGP features will not work.",
                         hint="Install GnuPG 2.2 or later (apt-get install gnupg).", id="disclosure.W001")]
+    return []
+
+
+@register("disclosure")
+def check_team_key(app_configs, **kwargs):
+    from django.utils import timezone
+
+    from disclosure import pgp
+
+    if shutil.which(settings.GPG_BINARY) is None:
+        return []
+    if not pgp.team_fingerprint():
+        return [Warning("No team PGP key is configured: security.txt is unsigned and reports cannot be encrypted.",
+                        hint="Import your key with manage.py pgp_import_team_key and set TEAM_KEY_FINGERPRINT.",
+                        id="disclosure.W002")]
+    try:
+        key = pgp.team_key()
+    except pgp.PGPError as error:
+        return [Error(f"The team keyring could not be read: {error}", id="disclosure.E008")]
+    if key is None:
+        return [Error(f"TEAM_KEY_FINGERPRINT {pgp.team_fingerprint()} is not in the keyring at {settings.GNUPG_HOME}.",
+                      hint="Import it with manage.py pgp_import_team_key, or correct the fingerprint.",
+                      id="disclosure.E008")]
+    if key.expires is not None and key.expires - timezone.now() < timedelta(days=30):
+        return [Error(f"The team key {key.fingerprint} expires on {key.expires:%Y-%m-%d}.",
+                      hint="Extend its expiry (gpg --quick-set-expire) and import it again.", id="disclosure.E009")]
+    if not key.has_secret:
+        return [Warning("Only the public team key is on the server (offline-key mode): security.txt is not signed "
+                        "and encrypted reports are decrypted offline.", id="disclosure.W003")]
     return []

@@ -8,4 +8,5 @@ def programme(request):
         "sla_acknowledge_days": settings.SLA_ACKNOWLEDGE_DAYS,
         "sla_assess_days": settings.SLA_ASSESS_DAYS,
         "time_zone": settings.TIME_ZONE,
+        "team_key_fingerprint": settings.TEAM_KEY_FINGERPRINT,
     }

@@ -137,6 +137,12 @@ def daily_digest(now):
     }, message_id=f"<digest.{day.isoformat()}@{_domain()}>")
 
 
+def key_expiry(key, now):
+    """Warn the team that the PGP key (used for security.txt and encryption) will expire."""
+    return _put("team-key-expiry", settings.SECURITY_TEAM_EMAIL, {"key": key, "now": now},
+                message_id=f"<key-expiry.{key.fingerprint[-16:].lower()}.{now:%Y%m%d}@{_domain()}>")
+
+
 REPORTER_STAGES = {
     Event.Kind.ACKNOWLEDGED, Event.Kind.INFO_REQUESTED, Event.Kind.TRIAGED, Event.Kind.FIXING,
     Event.Kind.RESOLVED, Event.Kind.DISCLOSED, Event.Kind.CLOSED, Event.Kind.TEAM_MESSAGE,

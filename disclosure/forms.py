@@ -107,6 +107,8 @@ class ReportForm(TextCheckedForm, forms.ModelForm):
         cleaned["credit"] = cleaned.get("credit") or Credit.NONE
         if cleaned.get("credit") == Credit.NAME and not (cleaned.get("credit_name") or cleaned.get("reporter_name")):
             self.add_error("credit_name", "Tell us the name or handle to credit, or choose not to be credited.")
+        elif cleaned.get("credit") == Credit.NAME and not cleaned.get("credit_name"):
+            cleaned["credit_name"] = cleaned.get("reporter_name", "")
         return cleaned
 
     def report_fields(self) -> dict:
@@ -117,3 +119,17 @@ class FollowUpForm(TextCheckedForm):
     body = forms.CharField(label="Your message", max_length=ReportForm.MAX_TEXT,
                            widget=forms.Textarea(attrs={"rows": 6}))
     attachments = MultipleFileField(label="Attachments")
+
+
+class CreditForm(TextCheckedForm):
+    """The reporter's choice of public credit, changeable from the status page."""
+
+    single_line_fields = ("credit_name",)
+    credit = forms.ChoiceField(label="Public credit", choices=Credit.choices, widget=forms.RadioSelect)
+    credit_name = forms.CharField(label="Name or handle to credit", max_length=200, required=False)
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("credit") == Credit.NAME and not cleaned.get("credit_name", "").strip():
+            self.add_error("credit_name", "Tell us the name or handle to credit.")
+        return cleaned

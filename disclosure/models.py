@@ -6,6 +6,7 @@ updates fields and deadlines, and records an ``Event``. Events drive notificatio
 transaction and delivered by the task queue after commit.
 """
 
+import re
 import uuid
 from datetime import datetime, timedelta
 
@@ -177,6 +178,11 @@ class ReportQuerySet(models.QuerySet):
             SlaState.MET: ~pending & ~Q(ack_milestone=Milestone.LATE) & ~Q(assess_milestone=Milestone.LATE),
             SlaState.MET_LATE: ~pending & (Q(ack_milestone=Milestone.LATE) | Q(assess_milestone=Milestone.LATE)),
         }
+
+    def hall_of_fame(self):
+        """Researchers who asked for credit, once their report is resolved or disclosed."""
+        return (self.filter(status__in=[Status.RESOLVED, Status.DISCLOSED], credit=Credit.NAME)
+                .exclude(credit_name="").order_by("-resolved_at").values("credit_name", "resolved_at", "severity"))
 
     def in_sla_state(self, state, now):
         return self.with_current_due().filter(self.sla_state_filters(now)[state])
@@ -586,6 +592,17 @@ class Report(models.Model):
             return self.record(Event.Kind.ASSIGNED, actor=actor, now=now,
                                data={"assignee": assignee.get_username() if assignee else ""})
 
+    def set_credit(self, credit: str, credit_name: str, *, now=None):
+        """The reporter changes how they want to be credited."""
+        now = now or timezone.now()
+        with transaction.atomic():
+            self._lock()
+            self.credit, self.credit_name = credit, credit_name.strip()
+            self.full_clean(exclude=["submission_key_hash"])
+            self.save(update_fields=["credit", "credit_name", "updated_at"])
+            return self._add_event(Event.Kind.CREDIT_CHANGED, now=now, public=True,
+                                   data={"credit": credit, "credit_name": self.credit_name})
+
     def add_note(self, actor, body: str, *, now=None):
         """An internal note: never shown to the reporter."""
         now = now or timezone.now()
@@ -776,6 +793,7 @@ class Event(models.Model):
         ASSIGNED = "assigned", "Assigned"
         SEVERITY_SET = "severity_set", "Severity set"
         UPDATED = "updated", "Details updated"
+        CREDIT_CHANGED = "credit_changed", "Credit preference changed"
         ACK_WARNING = "ack_warning", "Acknowledgement due soon"
         ACK_ESCALATION = "ack_escalation", "Acknowledgement overdue"
         ASSESS_WARNING = "assess_warning", "Assessment due soon"
@@ -851,6 +869,7 @@ class OutboundEmail(models.Model):
         TEAM_REPORTER_MESSAGE = "team-reporter-message", "Reporter message (team)"
         TEAM_SLA_ALERT = "team-sla-alert", "Deadline alert (team)"
         TEAM_DIGEST = "team-digest", "Daily digest (team)"
+        TEAM_KEY_EXPIRY = "team-key-expiry", "Key expiry warning (team)"
 
     kind = models.CharField(max_length=40, choices=Kind.choices)
     report = models.ForeignKey(Report, null=True, blank=True, on_delete=models.CASCADE, related_name="emails")
@@ -920,3 +939,87 @@ class OutboundEmail(models.Model):
         """Put a failed email back in the queue (staff action)."""
         OutboundEmail.objects.filter(pk=self.pk).exclude(state=self.State.SENT).update(
             state=self.State.PENDING, attempts=0, next_attempt_at=now)
+
+
+def _default_contacts():
+    return settings.SECURITY_TEAM_EMAIL
+
+
+def _default_languages():
+    return settings.PREFERRED_LANGUAGES
+
+
+def _default_hiring():
+    return settings.HIRING_URL
+
+
+def _default_csaf():
+    return settings.CSAF_URL
+
+
+class Programme(models.Model):
+    """The programme's editable settings (one row), with the generated security.txt.
+
+    Defaults come from the environment; a Lead edits them in the admin. Saving regenerates
+    and re-signs security.txt.
+    """
+
+    contact_emails = models.TextField(default=_default_contacts,
+                                      help_text="Security contact addresses, one per line, in order of preference. "
+                                                "The report form's URL is always listed after them.")
+    preferred_languages = models.CharField(max_length=100, default=_default_languages,
+                                           help_text="Comma-separated language tags, e.g. “en, de”.")
+    hiring_url = models.URLField("hiring URL", blank=True, default=_default_hiring,
+                                 help_text="Optional https page about security jobs.")
+    csaf_url = models.URLField("CSAF provider metadata URL", blank=True, default=_default_csaf,
+                               help_text="Optional https URL of your provider-metadata.json.")
+    policy_text = models.TextField(blank=True, help_text=(
+        "Scope, safe harbour and anything else the policy page should say (Markdown). Leave empty for the "
+        "default text. The commitments (acknowledgement and assessment times) are always added from the "
+        "deadline settings."))
+
+    securitytxt = models.TextField(blank=True, editable=False)
+    securitytxt_inputs = models.CharField(max_length=64, blank=True, editable=False)
+    securitytxt_generated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    securitytxt_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    key_alert_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "programme settings"
+        verbose_name_plural = "programme settings"
+
+    def __str__(self):
+        return "Programme settings"
+
+    @classmethod
+    def load(cls) -> "Programme":
+        programme, _ = cls.objects.get_or_create(pk=1)
+        return programme
+
+    @property
+    def contacts(self) -> list[str]:
+        return [line.strip() for line in self.contact_emails.splitlines() if line.strip()]
+
+    @property
+    def languages(self) -> list[str]:
+        return [lang.strip() for lang in self.preferred_languages.split(",") if lang.strip()]
+
+    def clean(self):
+        from django.core.validators import validate_email
+
+        errors = {}
+        for address in self.contacts:
+            try:
+                validate_email(address)
+            except ValidationError:
+                errors["contact_emails"] = f"{address!r} is not an email address."
+        if not self.contacts:
+            errors["contact_emails"] = "Give at least one security contact address."
+        for field in ("hiring_url", "csaf_url"):
+            if getattr(self, field) and not getattr(self, field).startswith("https://"):
+                errors[field] = "security.txt only lists https URLs."
+        if not self.languages or any(not re.fullmatch(r"[A-Za-z]{2,8}(-[A-Za-z0-9]{1,8})*", lang)
+                                     for lang in self.languages):
+            errors["preferred_languages"] = "Use language tags such as “en” or “en, pt-BR”."
+        if errors:
+            raise ValidationError(errors)

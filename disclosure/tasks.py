@@ -14,6 +14,7 @@ log = logging.getLogger(__name__)
 SWEEP_SCHEDULE = "disclosure-sweep"
 LAST_SWEEP_KEY = "disclosure:last-sweep"
 DIGEST_SCHEDULE = "disclosure-digest"
+HOURLY_SCHEDULE = "disclosure-hourly"
 EMAIL_BATCH = 200
 
 
@@ -74,6 +75,34 @@ def sweep(now=None) -> dict:
     return result
 
 
+def housekeeping(now=None) -> dict:
+    """The hourly pass: renew security.txt, and warn the team before the key expires."""
+    from disclosure import securitytxt
+
+    now = now or timezone.now()
+    return {"securitytxt_renewed": securitytxt.renew_if_needed(now), "key_alert": key_expiry_alert(now)}
+
+
+def key_expiry_alert(now) -> bool:
+    """Email the team (at most weekly) while the team key expires within 30 days."""
+    from datetime import timedelta
+
+    from disclosure import emails, pgp
+    from disclosure.models import Programme
+
+    if not pgp.team_fingerprint():
+        return False
+    key = pgp.team_key()
+    if key is None or key.expires is None or key.expires - now > timedelta(days=30):
+        return False
+    programme = Programme.load()
+    if programme.key_alert_sent_at and now - programme.key_alert_sent_at < timedelta(days=7):
+        return False
+    emails.key_expiry(key, now)
+    Programme.objects.filter(pk=programme.pk).update(key_alert_sent_at=now)
+    return True
+
+
 def send_daily_digest(now=None) -> bool:
     """Queue the team's daily digest; False when today's was already queued."""
     from disclosure import emails
@@ -98,6 +127,10 @@ def ensure_schedules(**kwargs) -> None:
         name=SWEEP_SCHEDULE,
         defaults={"func": "disclosure.tasks.sweep", "schedule_type": Schedule.MINUTES, "minutes": 1,
                   "repeats": -1},
+    )
+    Schedule.objects.update_or_create(
+        name=HOURLY_SCHEDULE,
+        defaults={"func": "disclosure.tasks.housekeeping", "schedule_type": Schedule.HOURLY, "repeats": -1},
     )
     hour = settings.DAILY_DIGEST_HOUR
     if hour < 0:

@@ -11,5 +11,12 @@ urlpatterns = [
     path("report/received/", views.report_received, name="report-received"),
     re_path(rf"^status/{TOKEN}/$", views.status, name="status"),
     re_path(rf"^status/{TOKEN}/files/(?P<attachment_id>[0-9]+)/$", views.status_download, name="status-download"),
+    re_path(rf"^status/{TOKEN}/credit/$", views.status_credit, name="status-credit"),
+    path(".well-known/security.txt", views.security_txt, name="security-txt"),
+    path("security.txt", views.security_txt_redirect),
+    path("pgp-key.txt", views.pgp_key, name="pgp-key"),
+    re_path(r"^\.well-known/openpgpkey/hu/(?P<wkd_hash>[a-z0-9]{32})$", views.wkd_key, name="wkd-key"),
+    path(".well-known/openpgpkey/policy", views.wkd_policy),
+    path("hall-of-fame/", views.hall_of_fame, name="hall-of-fame"),
     path("staff/attachments/<int:attachment_id>/", views.staff_download, name="staff-download"),
 ]

@@ -1,18 +1,23 @@
 """Public pages and the reporter's status page. Every view has one shape: access check,
 form, one model call, redirect."""
 
+from urllib.parse import urlsplit
+
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core import signing
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotModified
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
+from django.utils import timezone
+from django.utils.http import http_date
 from django.views.decorators.http import require_http_methods, require_safe
 
-from disclosure.forms import FollowUpForm, ReportForm
-from disclosure.models import Attachment, Report, StatusLink
+from disclosure import pgp, securitytxt
+from disclosure.forms import CreditForm, FollowUpForm, ReportForm
+from disclosure.models import Attachment, Programme, Report, StatusLink
 
 RECEIPT_COOKIE = "vdp_receipt"
 RECEIPT_SALT = "disclosure.receipt"
@@ -33,7 +38,7 @@ def home(request):
 
 @require_safe
 def policy(request):
-    return render(request, "disclosure/policy.html")
+    return render(request, "disclosure/policy.html", {"programme": Programme.load()})
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -96,6 +101,7 @@ def status(request, token):
         "attachments": report.attachments.filter(message__isnull=True),
         "form": form,
         "token": token,
+        "credit_form": CreditForm(initial={"credit": report.credit, "credit_name": report.credit_name}),
     }
     status_code = 400 if request.method == "POST" else 200
     return _private(render(request, "disclosure/status.html", context, status=status_code))
@@ -125,6 +131,79 @@ def staff_download(request, attachment_id):
     if not request.user.has_perm("disclosure.view_report"):
         raise PermissionDenied
     return _download(get_object_or_404(Attachment, pk=attachment_id))
+
+
+# --- security.txt, the team key and the pages it points to ---------------------------------
+@require_safe
+def security_txt(request):
+    served = securitytxt.served(timezone.now())
+    if request.headers.get("If-None-Match") == served.etag:
+        response = HttpResponseNotModified()
+    else:
+        response = HttpResponse(served.body, content_type="text/plain; charset=utf-8")
+    response["ETag"] = served.etag
+    response["Last-Modified"] = http_date(served.last_modified.timestamp())
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@require_safe
+def security_txt_redirect(request):
+    return redirect("security-txt", permanent=True)
+
+
+def _team_public_key(*, armor: bool):
+    key = pgp.team_key() if pgp.team_fingerprint() else None
+    if key is None:
+        raise Http404
+    return key, pgp.export_public(key.fingerprint, armor=armor)
+
+
+@require_safe
+def pgp_key(request):
+    _, armored = _team_public_key(armor=True)
+    response = HttpResponse(armored, content_type="application/pgp-keys")
+    response["Content-Disposition"] = 'inline; filename="pgp-key.txt"'
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@require_safe
+def wkd_key(request, wkd_hash):
+    """Web Key Directory, direct method: the team key for an address on this domain."""
+    key, binary = _team_public_key(armor=False)
+    domain = urlsplit(settings.SITE_URL).hostname
+    hashes = {pgp.wkd_hash(email.split("@")[0]) for email in key.emails if email.endswith("@" + domain)}
+    if wkd_hash not in hashes:
+        raise Http404
+    response = HttpResponse(binary, content_type="application/octet-stream")
+    response["Access-Control-Allow-Origin"] = "*"
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@require_safe
+def wkd_policy(request):
+    response = HttpResponse(b"", content_type="text/plain")
+    response["Access-Control-Allow-Origin"] = "*"
+    return response
+
+
+@require_safe
+def hall_of_fame(request):
+    return render(request, "disclosure/hall_of_fame.html", {"credits": Report.objects.hall_of_fame()})
+
+
+@require_http_methods(["POST"])
+def status_credit(request, token):
+    report = _report_for(token)
+    form = CreditForm(request.POST)
+    if form.is_valid():
+        report.set_credit(form.cleaned_data["credit"], form.cleaned_data["credit_name"])
+        messages.success(request, "Your credit preference was saved.")
+    else:
+        messages.error(request, " ".join(" ".join(errors) for errors in form.errors.values()))
+    return redirect("status", token=token)
 
 
 @require_safe

@@ -18,3 +18,7 @@ MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend
 STATIC_ROOT = tempfile.mkdtemp(prefix="disclosure-test-static-")
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = True
+# A keyring of the test run's own; tests that need a team key generate one (tests/pgp_keys.py).
+GNUPG_HOME = tempfile.mkdtemp(prefix="disclosure-test-gnupg-")
+TEAM_KEY_FINGERPRINT = ""
+TEAM_KEY_PASSPHRASE = ""

@@ -4,9 +4,10 @@ manages settings and keys, Auditor only reads."""
 from django.contrib.auth.management import create_permissions
 from django.db import migrations
 
-VIEW = ["view_report", "view_message", "view_attachment", "view_event", "view_outboundemail", "view_statuslink"]
+VIEW = ["view_report", "view_message", "view_attachment", "view_event", "view_outboundemail", "view_statuslink",
+        "view_programme"]
 TRIAGER = [*VIEW, "change_report", "change_outboundemail"]
-LEAD = [*TRIAGER, "delete_report", "export_report", "delete_outboundemail"]
+LEAD = [*TRIAGER, "delete_report", "export_report", "delete_outboundemail", "change_programme"]
 ROLES = {"Triager": TRIAGER, "Lead": LEAD, "Auditor": VIEW}
 
 
