@@ -6,10 +6,12 @@ on an embedded default (SQLite, django-q2's ORM broker, the database cache, mail
 console) that is refused by system checks once DEBUG is off.
 """
 
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from config.env import env_bool, env_int, env_list, env_prefixed, env_secret, env_str
 
@@ -41,10 +43,12 @@ INSTALLED_APPS = [
     "django_otp",
     "django_otp.plugins.otp_totp",
     "django_q",
+    "django_ratelimit",
     "disclosure",
 ]
 
 MIDDLEWARE = [
+    "disclosure.security_middleware.SecurityHeadersMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -56,6 +60,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "disclosure.ratelimits.RateLimitedMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -200,6 +205,8 @@ FILE_UPLOAD_PERMISSIONS = 0o600
 FILE_UPLOAD_DIRECTORY_PERMISSIONS = 0o700
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
 DATA_UPLOAD_MAX_NUMBER_FILES = MAX_ATTACHMENTS + 5
+# Bodies larger than this are refused from their Content-Length before being read (413).
+MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", MAX_ATTACHMENTS_TOTAL_BYTES + 2 * 1024 * 1024, minimum=1024)
 
 # --- Static files -----------------------------------------------------------------------
 STATIC_URL = "/static/"
@@ -213,6 +220,29 @@ STORAGES = {
         else "django.contrib.staticfiles.storage.StaticFilesStorage"
     },
 }
+
+# --- Rate limits (django-ratelimit) --------------------------------------------------------
+# "<count>/<period>", period in s, m, h or d (e.g. 10/h, 5/15m). Counters live in the cache:
+# Redis with REDIS_URL. The embedded default's database cache is shared by every worker
+# process (unlike LocMemCache) but its increments are not atomic, so a burst can let a few
+# extra requests through: an accepted trade-off for a single-machine install, which is why
+# django-ratelimit's E003 check is silenced only for that configuration.
+RATE_LIMITS = {
+    "submit": env_str("RATELIMIT_SUBMIT", "10/h"),
+    "status": env_str("RATELIMIT_STATUS", "120/h"),
+    "message": env_str("RATELIMIT_MESSAGE", "20/h"),
+    "lost_link": env_str("RATELIMIT_LOST_LINK", "5/h"),
+    "login": env_str("RATELIMIT_LOGIN", "10/15m"),
+}
+for _group, _rate in RATE_LIMITS.items():
+    if not re.fullmatch(r"[1-9][0-9]*/[0-9]*[smhd]", _rate):
+        raise ImproperlyConfigured(f"RATELIMIT_{_group.upper()} must look like 10/h or 5/15m, not {_rate!r}")
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+SILENCED_SYSTEM_CHECKS = [] if REDIS_URL else ["django_ratelimit.E003", "django_ratelimit.W001"]
+
+# Spam controls without third parties: a honeypot field, and a minimum time between
+# showing the form and submitting it (for browsers; scripted submissions skip it).
+MIN_FORM_SECONDS = env_int("MIN_FORM_SECONDS", 3, minimum=0)
 
 # --- Security ---------------------------------------------------------------------------
 _https = SITE_URL.startswith("https://")

@@ -166,6 +166,9 @@ def notify(event: Event) -> list:
     elif event.kind in REPORTER_STAGES:
         if to_reporter:
             queued.append(reporter_update(event))
+    elif event.kind == Event.Kind.LINKS_REISSUED:
+        if to_reporter:
+            queued.append(_queue("reporter-links", event, report.reporter_email, status_link=True))
     elif event.kind in (Event.Kind.REPORTER_MESSAGE, Event.Kind.INFO_PROVIDED):
         queued.append(reporter_replied_to_team(event))
     elif event.kind in WARNINGS:

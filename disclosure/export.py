@@ -43,3 +43,16 @@ def reports_as_json(queryset) -> list[dict]:
         "attachments": [{"name": a.original_name, "size": a.size, "sha256": a.sha256}
                         for a in report.attachments.all()],
     } for report in queryset.select_related("assignee", "duplicate_of")]
+
+
+def report_for_reporter(report: Report) -> dict:
+    """What the reporter sent and what they can see on their status page (no internal notes)."""
+    fields = ["tracking_id", "title", "status", "description", "asset", "vulnerability_type", "steps_to_reproduce",
+              "impact", "reporter_name", "reporter_email", "credit", "credit_name", "severity", "cve_id",
+              "received_at", "acknowledged_at", "assessed_at", "resolved_at", "disclosed_at", "closed_at",
+              "ack_due_at", "assess_due_at", "planned_disclosure_date"]
+    data = {name: getattr(report, name) for name in fields}
+    data["timeline"] = _timeline(report, public_only=True)
+    data["attachments"] = [{"name": a.original_name, "size": a.size, "sha256": a.sha256}
+                           for a in report.attachments.all()]
+    return data

@@ -6,6 +6,8 @@ import secrets
 import unicodedata
 
 from django import forms
+from django.conf import settings
+from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator
 
@@ -13,6 +15,7 @@ from disclosure.models import Credit, Report
 from disclosure.uploads import MultipleFileField
 
 REPLACEMENT_CHAR = "\ufffd"
+SHOWN_AT_SALT = "disclosure.report-form.shown-at"
 
 
 def _check_text(value: str, *, single_line: bool) -> str:
@@ -52,6 +55,11 @@ class ReportForm(TextCheckedForm, forms.ModelForm):
     # A one-time nonce rendered into the form: a reload or a double click of the same form
     # finds the first report instead of creating a second one. Scripts may leave it out.
     submission_id = forms.CharField(widget=forms.HiddenInput, required=False, max_length=100)
+    # Spam controls: a field people never see (bots fill it in) and the signed time the
+    # form was shown (a browser that submits faster than a person can is refused).
+    website = forms.CharField(required=False, label="Leave this field empty", max_length=200,
+                              widget=forms.TextInput(attrs={"autocomplete": "off", "tabindex": "-1"}))
+    shown_at = forms.CharField(widget=forms.HiddenInput, required=False, max_length=200)
 
     class Meta:
         model = Report
@@ -99,8 +107,32 @@ class ReportForm(TextCheckedForm, forms.ModelForm):
         self.fields["credit"].required = False
         if not self.is_bound:
             self.initial.setdefault("submission_id", secrets.token_urlsafe(24))
+            self.initial.setdefault("shown_at", signing.TimestampSigner(salt=SHOWN_AT_SALT).sign("report-form"))
         self.fields["reporter_email"].widget.attrs["autocomplete"] = "email"
         self.fields["reporter_name"].widget.attrs["autocomplete"] = "name"
+
+    def clean_website(self):
+        if self.cleaned_data.get("website"):
+            raise ValidationError("This field must stay empty. If a password manager filled it in, clear it.",
+                                  code="honeypot")
+        return ""
+
+    def clean_shown_at(self):
+        value = self.cleaned_data.get("shown_at")
+        if value:  # absent for scripted submissions
+            signer = signing.TimestampSigner(salt=SHOWN_AT_SALT)
+            try:
+                signer.unsign(value)
+            except signing.BadSignature:
+                raise ValidationError("The form was damaged; please reload the page.", code="shown_at") from None
+            try:
+                signer.unsign(value, max_age=settings.MIN_FORM_SECONDS)
+            except signing.SignatureExpired:
+                return value
+            raise forms.ValidationError(
+                "That was faster than anyone can fill in a report. Please check your report and send it again.",
+                code="too_fast")
+        return value
 
     def clean(self):
         cleaned = super().clean()
@@ -133,3 +165,7 @@ class CreditForm(TextCheckedForm):
         if cleaned.get("credit") == Credit.NAME and not cleaned.get("credit_name", "").strip():
             self.add_error("credit_name", "Tell us the name or handle to credit.")
         return cleaned
+
+
+class LostLinkForm(TextCheckedForm):
+    email = forms.EmailField(label="The email address you gave with your report", max_length=254)

@@ -319,6 +319,19 @@ class Report(models.Model):
             report.record(Event.Kind.RECEIVED, to_status=Status.NEW, now=now, public=True)
         return report, token
 
+    @classmethod
+    def reissue_links(cls, email: str, *, now=None) -> int:
+        """Revoke every status link of the reports sent from ``email`` and email a fresh one
+        for each (minted when the email is sent). Returns how many reports there were."""
+        now = now or timezone.now()
+        count = 0
+        with transaction.atomic():
+            for report in cls.objects.filter(reporter_email__iexact=email.strip()).order_by("pk"):
+                report.status_links.filter(revoked_at__isnull=True).update(revoked_at=now)
+                report.record(Event.Kind.LINKS_REISSUED, now=now)
+                count += 1
+        return count
+
     # --- Deadlines ----------------------------------------------------------------------
     def recompute_deadlines(self, now: datetime) -> None:
         """Set the stored deadlines, milestone outcomes and next SLA alert from the state.
@@ -870,6 +883,7 @@ class OutboundEmail(models.Model):
         TEAM_SLA_ALERT = "team-sla-alert", "Deadline alert (team)"
         TEAM_DIGEST = "team-digest", "Daily digest (team)"
         TEAM_KEY_EXPIRY = "team-key-expiry", "Key expiry warning (team)"
+        REPORTER_LINKS = "reporter-links", "Fresh status link to reporter"
 
     kind = models.CharField(max_length=40, choices=Kind.choices)
     report = models.ForeignKey(Report, null=True, blank=True, on_delete=models.CASCADE, related_name="emails")

@@ -49,7 +49,7 @@ def two_factor(request):
     enrolling = confirmed is None
     device = confirmed or TOTPDevice.objects.filter(user=user, confirmed=False).first() \
         or TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
-    form = TokenForm(request.POST or None)
+    form = TokenForm(request.POST) if request.method == "POST" else TokenForm()
     if request.method == "POST" and form.is_valid():
         verified, _ = device.verify_is_allowed()
         if verified and device.verify_token(form.cleaned_data["token"].strip()):

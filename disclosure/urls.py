@@ -11,6 +11,8 @@ urlpatterns = [
     path("report/received/", views.report_received, name="report-received"),
     re_path(rf"^status/{TOKEN}/$", views.status, name="status"),
     re_path(rf"^status/{TOKEN}/files/(?P<attachment_id>[0-9]+)/$", views.status_download, name="status-download"),
+    path("status/", views.lost_link, name="lost-link"),
+    re_path(rf"^status/{TOKEN}/export\.json$", views.status_export, name="status-export"),
     re_path(rf"^status/{TOKEN}/credit/$", views.status_credit, name="status-credit"),
     path(".well-known/security.txt", views.security_txt, name="security-txt"),
     path("security.txt", views.security_txt_redirect),

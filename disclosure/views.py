@@ -8,16 +8,18 @@ from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core import signing
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotModified
+from django.http import FileResponse, Http404, HttpResponse, HttpResponseNotModified, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
 from django.utils import timezone
 from django.utils.http import http_date
 from django.views.decorators.http import require_http_methods, require_safe
 
-from disclosure import pgp, securitytxt
-from disclosure.forms import CreditForm, FollowUpForm, ReportForm
+from disclosure import export, pgp, securitytxt
+from disclosure.forms import CreditForm, FollowUpForm, LostLinkForm, ReportForm
 from disclosure.models import Attachment, Programme, Report, StatusLink
+from disclosure.ratelimits import check as check_rate
+from disclosure.ratelimits import limit
 
 RECEIPT_COOKIE = "vdp_receipt"
 RECEIPT_SALT = "disclosure.receipt"
@@ -42,8 +44,9 @@ def policy(request):
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
+@limit("submit")
 def report_form(request):
-    form = ReportForm(request.POST or None, request.FILES or None)
+    form = ReportForm(request.POST, request.FILES) if request.method == "POST" else ReportForm()
     if request.method == "POST" and form.is_valid():
         report, token = Report.submit(
             fields=form.report_fields(),
@@ -77,7 +80,9 @@ def report_received(request):
     return _private(render(request, "disclosure/report_received.html", context))
 
 
-def _report_for(token: str) -> Report:
+def _report_for(request, token: str) -> Report:
+    """The report a status token opens; every lookup, hit or miss, counts against the limit."""
+    check_rate(request, "status", methods=("GET", "HEAD", "POST"))
     report = StatusLink.find_report(token)
     if report is None:
         raise Http404
@@ -86,9 +91,10 @@ def _report_for(token: str) -> Report:
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def status(request, token):
-    report = _report_for(token)
-    form = FollowUpForm(request.POST or None, request.FILES or None)
+    report = _report_for(request, token)
+    form = FollowUpForm(request.POST, request.FILES) if request.method == "POST" else FollowUpForm()
     if request.method == "POST":
+        check_rate(request, "message")
         if not report.is_open:
             form.add_error(None, "This report is closed. If something new came up, please submit a new report.")
         elif form.is_valid():
@@ -121,7 +127,7 @@ def _download(attachment: Attachment):
 
 @require_safe
 def status_download(request, token, attachment_id):
-    report = _report_for(token)
+    report = _report_for(request, token)
     return _download(get_object_or_404(Attachment, pk=attachment_id, report=report))
 
 
@@ -131,6 +137,29 @@ def staff_download(request, attachment_id):
     if not request.user.has_perm("disclosure.view_report"):
         raise PermissionDenied
     return _download(get_object_or_404(Attachment, pk=attachment_id))
+
+
+@require_http_methods(["GET", "HEAD", "POST"])
+@limit("lost_link")
+def lost_link(request):
+    """A reporter who lost their link asks for fresh ones by email. The answer is the same
+    whether or not reports exist for the address, so it reveals nothing."""
+    form = LostLinkForm(request.POST) if request.method == "POST" else LostLinkForm()
+    if request.method == "POST" and form.is_valid():
+        Report.reissue_links(form.cleaned_data["email"])
+        messages.success(request, "If we have reports from that address, we have emailed a fresh link for each of "
+                                  "them. Earlier links no longer work.")
+        return redirect("lost-link")
+    return render(request, "disclosure/lost_link.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@require_safe
+def status_export(request, token):
+    """The reporter's copy of their report and its public history, as JSON."""
+    report = _report_for(request, token)
+    response = JsonResponse(export.report_for_reporter(report), json_dumps_params={"indent": 2})
+    response["Content-Disposition"] = f'attachment; filename="{report.tracking_id}.json"'
+    return _private(response)
 
 
 # --- security.txt, the team key and the pages it points to ---------------------------------
@@ -196,7 +225,7 @@ def hall_of_fame(request):
 
 @require_http_methods(["POST"])
 def status_credit(request, token):
-    report = _report_for(token)
+    report = _report_for(request, token)
     form = CreditForm(request.POST)
     if form.is_valid():
         report.set_credit(form.cleaned_data["credit"], form.cleaned_data["credit_name"])

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from django.contrib.auth.models import Permission, User
 from django.core import mail
+from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import TestCase, override_settings
 
@@ -60,6 +61,7 @@ class BaseTestCase(TestCase):
         cls.stranger = User.objects.create_user("sam", "sam@example.com", "stranger-password-1")
 
     def setUp(self):
+        cache.clear()  # rate-limit counters start from zero in every test
         # Each test stores uploads in a folder of its own, removed afterwards.
         upload_dir = tempfile.mkdtemp(prefix="disclosure-test-uploads-")
         self.addCleanup(shutil.rmtree, upload_dir, ignore_errors=True)

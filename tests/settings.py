@@ -3,17 +3,22 @@ with the task queue in sync mode, fast password hashing and a private upload fol
 
 import os
 import tempfile
+from urllib.parse import urlsplit
 
 from config.settings import *  # noqa: F403
-from config.settings import CACHES, Q_CLUSTER, STORAGES
+from config.settings import CACHES, Q_CLUSTER, REDIS_URL, STORAGES
 
 # django-q2 reads its configuration once at import: sync mode must be set here.
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MEDIA_ROOT = tempfile.mkdtemp(prefix="disclosure-test-uploads-")
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
-# Keep test runs apart from each other (and from a developer's portal) on a shared Redis.
+# Keep test runs apart from a developer's portal on a shared Redis: their own database
+# number (tests clear the cache between tests) and a per-run key prefix.
 CACHES = {"default": {**CACHES["default"], "KEY_PREFIX": f"test-{os.getpid()}"}}
+if REDIS_URL:
+    _url = urlsplit(REDIS_URL)
+    CACHES["default"]["LOCATION"] = _url._replace(path="/15").geturl()
 MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
 STATIC_ROOT = tempfile.mkdtemp(prefix="disclosure-test-static-")
 WHITENOISE_USE_FINDERS = True

@@ -1,0 +1,67 @@
+"""Rate limits (django-ratelimit) with a 429 answer and an honest client address.
+
+Each limit is a group with a rate from the settings (``RATELIMIT_<GROUP>``). The counters
+live in the shared cache (Redis with ``REDIS_URL``; otherwise the database cache, shared
+by all processes but not atomic, so a burst can let a few extra requests through). A
+blocked request raises ``Limited``; ``RateLimitedMiddleware`` turns it into a friendly
+429 page with ``Retry-After``.
+"""
+
+import functools
+
+from django.conf import settings
+from django.shortcuts import render
+from django_ratelimit.core import get_usage
+from django_ratelimit.exceptions import Ratelimited
+
+
+class Limited(Ratelimited):
+    def __init__(self, retry_after: int):
+        super().__init__()
+        self.retry_after = max(int(retry_after), 1)
+
+
+def client_ip(group, request) -> str:
+    """``REMOTE_ADDR``, unless ``TRUSTED_PROXY_COUNT`` proxies sit in front: then the address
+    the outermost trusted proxy saw (X-Forwarded-For entries to its left are forgeable)."""
+    count = settings.TRUSTED_PROXY_COUNT
+    if count:
+        hops = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
+        if len(hops) >= count:
+            return hops[-count]
+    return request.META.get("REMOTE_ADDR", "")
+
+
+def check(request, group: str, methods=("POST",)) -> None:
+    """Count this request against ``group``; raise ``Limited`` once over the limit."""
+    usage = get_usage(request, group=f"disclosure.{group}", key=client_ip, rate=settings.RATE_LIMITS[group],
+                      method=list(methods), increment=True)
+    if usage and usage["should_limit"]:
+        raise Limited(usage["time_left"])
+
+
+def limit(group: str, methods=("POST",)):
+    """View decorator: ``@limit("submit")`` counts POSTs from one client address."""
+    def decorator(view):
+        @functools.wraps(view)
+        def wrapped(request, *args, **kwargs):
+            check(request, group, methods)
+            return view(request, *args, **kwargs)
+        return wrapped
+    return decorator
+
+
+class RateLimitedMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if isinstance(exception, Ratelimited):
+            retry_after = getattr(exception, "retry_after", 60)
+            response = render(request, "429.html", {"retry_after": retry_after}, status=429)
+            response["Retry-After"] = str(retry_after)
+            return response
+        return None
