@@ -195,6 +195,11 @@ PREFERRED_LANGUAGES = env_str("PREFERRED_LANGUAGES", "en")
 HIRING_URL = env_str("HIRING_URL")
 CSAF_URL = env_str("CSAF_URL")
 
+# --- Retention ----------------------------------------------------------------------------
+# Finished reports are purged this many days after they were closed, resolved or disclosed
+# (0 keeps them forever); a legal hold exempts a report.
+RETENTION_DAYS = env_int("RETENTION_DAYS", 365, minimum=0)
+
 # --- Uploads ----------------------------------------------------------------------------
 MEDIA_ROOT = Path(env_str("UPLOAD_DIR", str(DATA_DIR / "uploads")))
 MEDIA_URL = None  # never served directly: downloads go through access-checked views
@@ -238,7 +243,9 @@ for _group, _rate in RATE_LIMITS.items():
     if not re.fullmatch(r"[1-9][0-9]*/[0-9]*[smhd]", _rate):
         raise ImproperlyConfigured(f"RATELIMIT_{_group.upper()} must look like 10/h or 5/15m, not {_rate!r}")
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
-SILENCED_SYSTEM_CHECKS = [] if REDIS_URL else ["django_ratelimit.E003", "django_ratelimit.W001"]
+# django-ratelimit's W001 only means "not on its list": Django's own RedisCache does add()
+# and incr() atomically in Redis, which is all the counters need.
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"] + ([] if REDIS_URL else ["django_ratelimit.E003"])
 
 # Spam controls without third parties: a honeypot field, and a minimum time between
 # showing the form and submitting it (for browsers; scripted submissions skip it).

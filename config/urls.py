@@ -1,7 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from disclosure import staff_views, two_factor, views
+from disclosure import health, staff_views, two_factor, views
 from disclosure.ratelimits import limit
 
 admin.site.site_header = "Vulnerability disclosure"
@@ -10,6 +10,7 @@ admin.site.index_title = "Triage"
 
 urlpatterns = [
     path("favicon.ico", views.favicon),
+    path("healthz", health.healthz, name="healthz"),
     path("admin/login/", limit("login")(admin.site.login)),
     path("admin/2fa/", limit("login")(two_factor.two_factor), name="staff-2fa"),
     path("admin/metrics/", admin.site.admin_view(staff_views.metrics), name="staff-metrics"),

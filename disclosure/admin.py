@@ -41,7 +41,7 @@ REPORTER_FIELDS = (
     "tracking_id", "title", "rendered_description", "asset", "vulnerability_type",
     "rendered_steps", "rendered_impact", "reporter_name", "reporter_email", "credit", "credit_name",
 )
-EDITABLE_DETAILS = ("assignee", "cwe", "cve_id", "planned_disclosure_date")
+EDITABLE_DETAILS = ("assignee", "cwe", "cve_id", "planned_disclosure_date", "legal_hold")
 CLOSING_ORDER = [Status.DUPLICATE, Status.INFORMATIVE, Status.NOT_APPLICABLE, Status.OUT_OF_SCOPE, Status.SPAM]
 
 # Saved filters shown above the list: the team's named queues.
@@ -137,7 +137,7 @@ class ReportAdmin(admin.ModelAdmin):
     readonly_fields = (
         *REPORTER_FIELDS, "status", "severity", "cvss_vector", "cvss_score", "priority", "duplicate_of",
         "received_at", "acknowledged_at", "assessed_at", "resolved_at", "disclosed_at", "closed_at",
-        "ack_due_at", "assess_due_at", "ack_milestone", "assess_milestone", "timeline", "duplicates",
+        "ack_due_at", "assess_due_at", "ack_milestone", "assess_milestone", "timeline", "duplicates", "purged_at",
     )
     fieldsets = (
         ("Report", {"fields": REPORTER_FIELDS}),
@@ -147,7 +147,7 @@ class ReportAdmin(admin.ModelAdmin):
         ("Timeline", {"fields": ("timeline",)}),
         ("Likely duplicates", {"fields": ("duplicates",), "classes": ("collapse",)}),
         ("Lifecycle", {"fields": ("received_at", "acknowledged_at", "assessed_at", "resolved_at",
-                                  "disclosed_at", "closed_at"), "classes": ("collapse",)}),
+                                  "disclosed_at", "closed_at", "legal_hold", "purged_at"), "classes": ("collapse",)}),
     )
     actions = ["assign_to_me", "close_as_spam", "export_json", "export_csv"]
 

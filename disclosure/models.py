@@ -179,6 +179,15 @@ class ReportQuerySet(models.QuerySet):
             SlaState.MET_LATE: ~pending & (Q(ack_milestone=Milestone.LATE) | Q(assess_milestone=Milestone.LATE)),
         }
 
+    def purgeable(self, now):
+        """Finished reports past the retention period, not on legal hold, not yet purged."""
+        from django.db.models.functions import Coalesce
+
+        cutoff = now - timedelta(days=settings.RETENTION_DAYS)
+        return (self.filter(status__in=FINISHED_STATUSES, legal_hold=False, purged_at__isnull=True)
+                .annotate(finished_at=Coalesce("closed_at", "disclosed_at", "resolved_at", "updated_at"))
+                .filter(finished_at__lt=cutoff))
+
     def hall_of_fame(self):
         """Researchers who asked for credit, once their report is resolved or disclosed."""
         return (self.filter(status__in=[Status.RESOLVED, Status.DISCLOSED], credit=Credit.NAME)
@@ -252,6 +261,12 @@ class Report(models.Model):
                                                           editable=False)
     ack_next_alert_at = models.DateTimeField(null=True, blank=True, editable=False)
     assess_next_alert_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    # Retention.
+    legal_hold = models.BooleanField(default=False, help_text=(
+        "Exempts the report from the automatic purge of closed reports (for example during legal proceedings)."))
+    purged_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                     help_text="When the reporter's content and contact details were deleted.")
 
     # Hash of the one-time form nonce, so a double submit finds the first report.
     submission_key_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
@@ -652,6 +667,33 @@ class Report(models.Model):
             emails.notify(event)
             return event
 
+    # --- Retention ---------------------------------------------------------------------------
+    PURGED = "[deleted after the retention period]"
+
+    def purge(self, *, now=None) -> dict:
+        """Delete the reporter's content, contact details, attachments, messages and email
+        bodies; keep the record's dates, outcome, severity and deadlines for the figures."""
+        now = now or timezone.now()
+        with transaction.atomic():
+            self._lock()
+            if self.purged_at or self.legal_hold:
+                return {}
+            files = [a.file.name for a in self.attachments.all()]
+            removed = {
+                "attachments": self.attachments.all().delete()[0],
+                "messages": self.messages.all().delete()[0],
+                "emails": self.emails.update(body_text="", body_html="", to="", subject=f"[{self.tracking_id}]"),
+                "status_links": self.status_links.all().delete()[0],
+            }
+            for name in ("description", "steps_to_reproduce", "impact"):
+                setattr(self, name, self.PURGED if name == "description" else "")
+            self.reporter_name = self.reporter_email = ""
+            self.purged_at = now
+            self.save()
+            self._add_event(Event.Kind.PURGED, now=now, data={k: v for k, v in removed.items()})
+            transaction.on_commit(lambda: _delete_files(files))
+        return removed
+
     # --- SLA alerts -----------------------------------------------------------------------
     def raise_sla_alert(self, milestone: str, now: datetime) -> "Event | None":
         """Record the warning or escalation now due for one milestone, at most once.
@@ -677,6 +719,13 @@ class Report(models.Model):
             if self.events.filter(kind=kind).exists():
                 return None
             return self.record(kind, now=now, data={"due": due.isoformat()})
+
+
+def _delete_files(names):
+    from django.core.files.storage import default_storage
+
+    for name in names:
+        default_storage.delete(name)
 
 
 class StatusLink(models.Model):
@@ -807,6 +856,7 @@ class Event(models.Model):
         SEVERITY_SET = "severity_set", "Severity set"
         UPDATED = "updated", "Details updated"
         CREDIT_CHANGED = "credit_changed", "Credit preference changed"
+        PURGED = "purged", "Content deleted (retention)"
         ACK_WARNING = "ack_warning", "Acknowledgement due soon"
         ACK_ESCALATION = "ack_escalation", "Acknowledgement overdue"
         ASSESS_WARNING = "assess_warning", "Assessment due soon"

@@ -15,6 +15,7 @@ SWEEP_SCHEDULE = "disclosure-sweep"
 LAST_SWEEP_KEY = "disclosure:last-sweep"
 DIGEST_SCHEDULE = "disclosure-digest"
 HOURLY_SCHEDULE = "disclosure-hourly"
+DAILY_SCHEDULE = "disclosure-retention"
 EMAIL_BATCH = 200
 
 
@@ -103,6 +104,24 @@ def key_expiry_alert(now) -> bool:
     return True
 
 
+def purge_expired(now=None, *, limit: int = 500) -> int:
+    """The daily retention pass: purge each finished report past the retention period."""
+    from django.conf import settings
+
+    from disclosure.models import Report
+
+    now = now or timezone.now()
+    if settings.RETENTION_DAYS == 0:
+        return 0
+    purged = 0
+    for pk in Report.objects.purgeable(now).values_list("pk", flat=True)[:limit]:
+        try:
+            purged += bool(Report(pk=pk).purge(now=now))
+        except Exception:
+            log.exception("Purging report %s failed", pk)
+    return purged
+
+
 def send_daily_digest(now=None) -> bool:
     """Queue the team's daily digest; False when today's was already queued."""
     from disclosure import emails
@@ -131,6 +150,10 @@ def ensure_schedules(**kwargs) -> None:
     Schedule.objects.update_or_create(
         name=HOURLY_SCHEDULE,
         defaults={"func": "disclosure.tasks.housekeeping", "schedule_type": Schedule.HOURLY, "repeats": -1},
+    )
+    Schedule.objects.update_or_create(
+        name=DAILY_SCHEDULE,
+        defaults={"func": "disclosure.tasks.purge_expired", "schedule_type": Schedule.DAILY, "repeats": -1},
     )
     hour = settings.DAILY_DIGEST_HOUR
     if hour < 0:

@@ -1,6 +1,7 @@
 """Property-based tests (hypothesis): no input to a public form or the status page gives a
 500 or leaves anything half-saved."""
 
+from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.django import TestCase
@@ -19,6 +20,7 @@ def counts():
     return tuple(model.objects.count() for model in (Report, Event, Message, Attachment, OutboundEmail))
 
 
+@override_settings(RATELIMIT_ENABLE=False)  # hundreds of examples from one address; limits are tested elsewhere
 class PublicFormProperties(TestCase):
     @PROFILE
     @given(st.dictionaries(st.sampled_from(FIELDS), ANY_TEXT))
