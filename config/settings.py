@@ -189,6 +189,10 @@ GPG_BINARY = env_str("GPG_BINARY", "gpg")
 GNUPG_HOME = Path(env_str("GNUPG_HOME", str(DATA_DIR / "gnupg")))
 TEAM_KEY_FINGERPRINT = env_str("TEAM_KEY_FINGERPRINT")
 TEAM_KEY_PASSPHRASE = env_secret("TEAM_KEY_PASSPHRASE")
+# Report bodies and attachments are stored encrypted to the team key when one is configured.
+STORE_ENCRYPTED = env_bool("STORE_ENCRYPTED", True)
+REPORTER_KEY_MAX_BYTES = env_int("REPORTER_KEY_MAX_BYTES", 64 * 1024, minimum=1024)
+REPORTER_KEY_MAX_UIDS = env_int("REPORTER_KEY_MAX_UIDS", 20, minimum=1)
 SECURITYTXT_EXPIRES_DAYS = env_int("SECURITYTXT_EXPIRES_DAYS", 180, minimum=7)
 # Defaults for the programme settings a Lead can change in the admin.
 PREFERRED_LANGUAGES = env_str("PREFERRED_LANGUAGES", "en")

@@ -23,7 +23,7 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from disclosure import markdown
+from disclosure import sealed
 from disclosure.duplicates import likely_duplicates
 from disclosure.models import (
     Attachment,
@@ -39,7 +39,8 @@ from disclosure.staff_forms import DECISIONS, CloseForm, MessageForm, NoteForm
 
 REPORTER_FIELDS = (
     "tracking_id", "title", "rendered_description", "asset", "vulnerability_type",
-    "rendered_steps", "rendered_impact", "reporter_name", "reporter_email", "credit", "credit_name",
+    "rendered_steps", "rendered_impact", "reporter_name", "reporter_email", "reporter_key_info", "credit",
+    "credit_name",
 )
 EDITABLE_DETAILS = ("assignee", "cwe", "cve_id", "planned_disclosure_date", "legal_hold")
 CLOSING_ORDER = [Status.DUPLICATE, Status.INFORMATIVE, Status.NOT_APPLICABLE, Status.OUT_OF_SCOPE, Status.SPAM]
@@ -186,15 +187,19 @@ class ReportAdmin(admin.ModelAdmin):
     # --- The report page ------------------------------------------------------------------
     @admin.display(description="description")
     def rendered_description(self, obj):
-        return markdown.render(obj.description)
+        return sealed.as_html(obj.description)
 
     @admin.display(description="steps to reproduce")
     def rendered_steps(self, obj):
-        return markdown.render(obj.steps_to_reproduce)
+        return sealed.as_html(obj.steps_to_reproduce)
 
     @admin.display(description="impact")
     def rendered_impact(self, obj):
-        return markdown.render(obj.impact)
+        return sealed.as_html(obj.impact)
+
+    @admin.display(description="reporter's PGP key")
+    def reporter_key_info(self, obj):
+        return obj.reporter_key_fingerprint or "none (email to the reporter is not encrypted)"
 
     @admin.display(description="timeline")
     def timeline(self, obj):

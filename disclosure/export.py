@@ -1,6 +1,7 @@
 """Machine-readable export of reports for staff (Leads) and of one report for its reporter."""
 
 from disclosure.models import Report
+from disclosure.sealed import SEALED_REPORT_FIELDS, reveal
 
 CSV_FIELDS = [
     "tracking_id", "title", "status", "severity", "priority", "cvss_vector", "cvss_score", "cwe", "cve_id",
@@ -31,15 +32,15 @@ def _timeline(report: Report, *, public_only: bool) -> list[dict]:
     return [{
         "at": event.created_at, "kind": event.kind, "by": event.actor_label if not public_only else
         ("you" if event.actor_label == "reporter" else "security team" if event.actor_id else "system"),
-        "status": event.to_status, "message": event.message.body if event.message else None,
+        "status": event.to_status, "message": reveal(event.message.body).text if event.message else None,
         **({"data": event.data} if not public_only else {}),
     } for event in events]
 
 
 def reports_as_json(queryset) -> list[dict]:
     return [{
-        **_flat(report), "description": report.description, "steps_to_reproduce": report.steps_to_reproduce,
-        "impact": report.impact, "timeline": _timeline(report, public_only=False),
+        **_flat(report), **{name: reveal(getattr(report, name)).text for name in SEALED_REPORT_FIELDS},
+        "timeline": _timeline(report, public_only=False),
         "attachments": [{"name": a.original_name, "size": a.size, "sha256": a.sha256}
                         for a in report.attachments.all()],
     } for report in queryset.select_related("assignee", "duplicate_of")]
@@ -52,6 +53,7 @@ def report_for_reporter(report: Report) -> dict:
               "received_at", "acknowledged_at", "assessed_at", "resolved_at", "disclosed_at", "closed_at",
               "ack_due_at", "assess_due_at", "planned_disclosure_date"]
     data = {name: getattr(report, name) for name in fields}
+    data.update({name: reveal(getattr(report, name)).text for name in SEALED_REPORT_FIELDS})
     data["timeline"] = _timeline(report, public_only=True)
     data["attachments"] = [{"name": a.original_name, "size": a.size, "sha256": a.sha256}
                            for a in report.attachments.all()]

@@ -11,6 +11,7 @@ from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator
 
+from disclosure import pgp
 from disclosure.models import Credit, Report
 from disclosure.uploads import MultipleFileField
 
@@ -27,6 +28,39 @@ def _check_text(value: str, *, single_line: bool) -> str:
     if any(unicodedata.category(ch) == "Cc" and ch not in allowed for ch in value):
         raise ValidationError("This contains control characters; please remove them.", code="control_chars")
     return value
+
+
+def check_encrypted(text: str) -> None:
+    """A pasted PGP message must be one complete block, encrypted to the team key."""
+    if not pgp.team_fingerprint():
+        raise ValidationError("This looks like a PGP message, but this portal has no team key yet. Send the text "
+                              "unencrypted, or email us to agree on a key.", code="no_team_key")
+    try:
+        pgp.check_encrypted_to_team(text)
+    except pgp.PGPError as error:
+        raise ValidationError(str(error), code="pgp") from None
+
+
+def check_encrypted_upload(upload) -> None:
+    """An attached ASCII-armored PGP message is checked like a pasted one."""
+    head = upload.read(64)
+    upload.seek(0)
+    if b"-----BEGIN PGP MESSAGE-----" in head:
+        text = upload.read().decode("ascii", "replace")
+        upload.seek(0)
+        try:
+            check_encrypted(text)
+        except ValidationError as error:
+            raise ValidationError(f"{upload.name}: {error.messages[0]}", code="pgp") from None
+
+
+def parse_reporter_key(armored: str):
+    if not armored.strip():
+        return None
+    try:
+        return pgp.inspect_reporter_key(armored)
+    except pgp.PGPError as error:
+        raise ValidationError(str(error), code="reporter_key") from None
 
 
 class TextCheckedForm(forms.Form):
@@ -55,6 +89,11 @@ class ReportForm(TextCheckedForm, forms.ModelForm):
     # A one-time nonce rendered into the form: a reload or a double click of the same form
     # finds the first report instead of creating a second one. Scripts may leave it out.
     submission_id = forms.CharField(widget=forms.HiddenInput, required=False, max_length=100)
+    reporter_public_key = forms.CharField(
+        label="Your PGP public key", required=False, max_length=200_000,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "class": "mono"}),
+        help_text="Optional. Paste your ASCII-armored public key and every email we send you is encrypted to it "
+                  "(and signed by us).")
     # Spam controls: a field people never see (bots fill it in) and the signed time the
     # form was shown (a browser that submits faster than a person can is refused).
     website = forms.CharField(required=False, label="Leave this field empty", max_length=200,
@@ -144,13 +183,72 @@ class ReportForm(TextCheckedForm, forms.ModelForm):
         return cleaned
 
     def report_fields(self) -> dict:
-        return {name: self.cleaned_data[name] for name in self.Meta.fields}
+        fields = {name: self.cleaned_data[name] for name in self.Meta.fields}
+        key = self.cleaned_data.get("reporter_public_key")
+        if key:
+            fields.update(reporter_key=key.armored, reporter_key_fingerprint=key.fingerprint)
+        return fields
+
+    def _check_encrypted_text(self, name):
+        value = self.cleaned_data.get(name, "")
+        if pgp.looks_encrypted(value):
+            check_encrypted(value)
+        return value
+
+    def clean_description(self):
+        return self._check_encrypted_text("description")
+
+    def clean_steps_to_reproduce(self):
+        return self._check_encrypted_text("steps_to_reproduce")
+
+    def clean_impact(self):
+        return self._check_encrypted_text("impact")
+
+    def clean_attachments(self):
+        files = self.cleaned_data.get("attachments") or []
+        for upload in files:
+            check_encrypted_upload(upload)
+        return files
+
+    def clean_reporter_public_key(self):
+        return parse_reporter_key(self.cleaned_data.get("reporter_public_key", ""))
 
 
 class FollowUpForm(TextCheckedForm):
     body = forms.CharField(label="Your message", max_length=ReportForm.MAX_TEXT,
-                           widget=forms.Textarea(attrs={"rows": 6}))
+                           widget=forms.Textarea(attrs={"rows": 6}),
+                           help_text="Markdown allowed. You may paste a message encrypted to our PGP key.")
     attachments = MultipleFileField(label="Attachments")
+
+    def clean_body(self):
+        body = self.cleaned_data.get("body", "")
+        if pgp.looks_encrypted(body):
+            check_encrypted(body)
+        return body
+
+    def clean_attachments(self):
+        files = self.cleaned_data.get("attachments") or []
+        for upload in files:
+            check_encrypted_upload(upload)
+        return files
+
+
+class ReporterKeyForm(forms.Form):
+    """Replace or remove the reporter's public key from the status page."""
+
+    reporter_public_key = forms.CharField(label="Your PGP public key", required=False, max_length=200_000,
+                                          widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false",
+                                                                       "class": "mono"}))
+    remove = forms.BooleanField(required=False, label="Remove my key (emails are then sent unencrypted)")
+
+    def clean(self):
+        cleaned = super().clean()
+        if not cleaned.get("remove") and not cleaned.get("reporter_public_key"):
+            raise ValidationError("Paste a public key, or tick the box to remove yours.")
+        return cleaned
+
+    def clean_reporter_public_key(self):
+        return parse_reporter_key(self.cleaned_data.get("reporter_public_key", ""))
 
 
 class CreditForm(TextCheckedForm):

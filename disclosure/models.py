@@ -215,6 +215,9 @@ class Report(models.Model):
     credit = models.CharField(max_length=10, choices=Credit.choices, default=Credit.NONE,
                               help_text="Whether the reporter wants public credit once the report is resolved.")
     credit_name = models.CharField(max_length=200, blank=True, help_text="Name or handle to credit.")
+    reporter_key = models.TextField(blank=True, editable=False,
+                                    help_text="The reporter's public key (minimal export): email to them is encrypted.")
+    reporter_key_fingerprint = models.CharField(max_length=40, blank=True, editable=False)
 
     # Assessment by the team.
     severity = models.CharField(max_length=10, choices=Severity.choices, blank=True)
@@ -324,6 +327,7 @@ class Report(models.Model):
                 if existing is not None:
                     return existing, StatusLink.mint(existing, now=now)
             report = cls(**fields, submission_key_hash=key_hash, received_at=now)
+            report.seal()
             report.tracking_id = TrackingCounter.next_tracking_id(sla.local_date(now).year)
             report.recompute_deadlines(now)
             report.full_clean(exclude=["submission_key_hash"])
@@ -333,6 +337,13 @@ class Report(models.Model):
             token = StatusLink.mint(report, now=now)
             report.record(Event.Kind.RECEIVED, to_status=Status.NEW, now=now, public=True)
         return report, token
+
+    def seal(self):
+        """Encrypt the reporter's text to the team key when storing encrypted (see sealed.py)."""
+        from disclosure import sealed
+
+        for name in sealed.SEALED_REPORT_FIELDS:
+            setattr(self, name, sealed.seal_text(getattr(self, name)))
 
     @classmethod
     def reissue_links(cls, email: str, *, now=None) -> int:
@@ -650,7 +661,9 @@ class Report(models.Model):
             self._lock()
             if not self.is_open:
                 raise TransitionError("This report is closed.")
-            message = Message.objects.create(report=self, kind=Message.Kind.FROM_REPORTER, body=body,
+            from disclosure.sealed import seal_text
+
+            message = Message.objects.create(report=self, kind=Message.Kind.FROM_REPORTER, body=seal_text(body),
                                              created_at=now)
             for upload in files:
                 stored.append(Attachment.store(self, upload, now=now, message=message))
@@ -773,6 +786,9 @@ class StatusLink(models.Model):
 
 
 class Message(models.Model):
+    """A message in either direction, or an internal note. Reporter messages are sealed
+    like the report's text (see disclosure.sealed)."""
+
     class Kind(models.TextChoices):
         FROM_REPORTER = "from_reporter", "From the reporter"
         TO_REPORTER = "to_reporter", "To the reporter"
@@ -806,6 +822,7 @@ class Attachment(models.Model):
                                      help_text="Content type claimed by the uploader; never trusted for serving.")
     size = models.PositiveBigIntegerField()
     sha256 = models.CharField(max_length=64)
+    encrypted = models.BooleanField(default=False, help_text="Stored as an OpenPGP message to the team key.")
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -814,18 +831,45 @@ class Attachment(models.Model):
     def __str__(self):
         return self.original_name
 
+    def read_plain(self) -> tuple[bytes, str]:
+        """The file's content and name for a download: decrypted when it is sealed and the
+        team's secret key is here; otherwise the stored bytes (``.gpg`` added to the name)."""
+        from disclosure import pgp
+        from disclosure.sealed import ENCRYPTED_SUFFIXES
+
+        with self.file.open("rb") as handle:
+            data = handle.read()
+        if not self.encrypted:
+            return data, self.original_name
+        if pgp.can_decrypt():
+            try:
+                name = self.original_name
+                for suffix in ENCRYPTED_SUFFIXES:
+                    name = name.removesuffix(suffix)
+                return pgp.decrypt(data), name or "attachment"
+            except pgp.PGPError:
+                pass
+        return data, self.original_name if self.original_name.endswith(ENCRYPTED_SUFFIXES) \
+            else self.original_name + ".gpg"
+
     @classmethod
     def store(cls, report, upload, *, now=None, message=None):
         import hashlib
 
-        digest = hashlib.sha256()
-        for chunk in upload.chunks():
-            digest.update(chunk)
-        upload.seek(0)
+        from django.core.files.base import ContentFile
+
+        from disclosure import pgp, sealed
+
+        data = upload.read()
+        encrypted = pgp.looks_encrypted(data[:100].decode("ascii", "replace"))
+        stored = data
+        if not encrypted and sealed.sealing_enabled():
+            stored, encrypted = pgp.encrypt_to_team(data, armor=False), True
         attachment = cls(report=report, message=message, original_name=safe_filename(upload.name),
-                         declared_type=(upload.content_type or "")[:100], size=upload.size,
-                         sha256=digest.hexdigest(), created_at=now or timezone.now())
-        attachment.file.save("upload", upload, save=False)
+                         declared_type=(upload.content_type or "")[:100], size=len(data),
+                         sha256=hashlib.sha256(data).hexdigest(), encrypted=encrypted,
+                         created_at=now or timezone.now())
+        attachment.file.save("upload", ContentFile(stored), save=False)
         try:
             attachment.save()
         except BaseException:

@@ -11,9 +11,11 @@ each call (loopback pinentry), never one cached by gpg-agent.
 import fcntl
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -173,3 +175,149 @@ def zbase32(data: bytes) -> str:
 def wkd_hash(local_part: str) -> str:
     """The WKD hash of an address's local part (SHA-1 of the lower-cased part, z-base-32)."""
     return zbase32(hashlib.sha1(local_part.lower().encode("utf-8"), usedforsecurity=False).digest())
+
+
+# --- Messages encrypted to the team ---------------------------------------------------------
+ARMORED_MESSAGE = re.compile(r"-----BEGIN PGP MESSAGE-----\r?\n.*?-----END PGP MESSAGE-----", re.DOTALL)
+BEGIN_MESSAGE = "-----BEGIN PGP MESSAGE-----"
+
+
+def looks_encrypted(text: str) -> bool:
+    return BEGIN_MESSAGE in (text or "")
+
+
+def team_encryption_key_ids(fingerprint: str | None = None) -> set[str]:
+    fingerprint = fingerprint or team_fingerprint()
+    ids = set()
+    for key in team_gpg().list_keys(keys=[fingerprint]):
+        ids.add(key["keyid"])
+        ids.update(sub[0] for sub in key.get("subkeys") or [])
+    return ids
+
+
+def check_encrypted_to_team(armored: str) -> None:
+    """Raise ``PGPError`` with a message for the researcher unless ``armored`` is one
+    well-formed PGP message encrypted to the team key (and, when the secret key is here,
+    one that actually decrypts)."""
+    text = armored.strip()
+    if "-----BEGIN PGP SIGNED MESSAGE-----" in text:
+        raise PGPError("This is a signed message, not an encrypted one. Encrypt it to our key instead "
+                       "(gpg --encrypt --armor --recipient <our fingerprint>).")
+    blocks = ARMORED_MESSAGE.findall(text)
+    if len(blocks) != 1 or blocks[0].strip() != text:
+        raise PGPError("The encrypted message is not a complete ASCII-armored block: it must start with "
+                       "-----BEGIN PGP MESSAGE----- and end with -----END PGP MESSAGE-----, with nothing around it.")
+    listing = team_gpg().decrypt(text, extra_args=["--list-only"])
+    recipients = set(re.findall(r"\[GNUPG:\] ENC_TO ([0-9A-F]{16})", listing.stderr))
+    if not recipients:
+        if "[GNUPG:] PLAINTEXT" in listing.stderr:
+            raise PGPError("This PGP message is not encrypted (it is only signed or packed). Encrypt it to our key.")
+        raise PGPError("The armored block is damaged (its data or checksum is broken). Please copy it again.")
+    ours = team_encryption_key_ids()
+    if not recipients & ours:
+        raise PGPError(f"This message is encrypted to a different key ({', '.join(sorted(recipients))}), so we "
+                       f"cannot read it. Encrypt it to our key {team_fingerprint()} from /pgp-key.txt.")
+    key = team_key()
+    if key is not None and key.has_secret:
+        decrypt(text)  # raises when the data is corrupt
+
+
+def encrypt_to_team(data, *, armor: bool = True):
+    """Encrypt to the team key (ours, validated when it was imported: trusted explicitly)."""
+    result = team_gpg().encrypt(data, [team_fingerprint()], armor=armor, always_trust=True)
+    if not result.ok:
+        raise PGPError(f"encryption to the team key failed: {result.status}")
+    return str(result) if armor else result.data
+
+
+def decrypt(data) -> bytes:
+    """Decrypt with the team's secret key; the passphrase is given with every call."""
+    result = team_gpg().decrypt(data, passphrase=settings.TEAM_KEY_PASSPHRASE or None)
+    if not result.ok:
+        raise PGPError(f"decryption failed: {result.status or 'no valid OpenPGP data'}")
+    return result.data
+
+
+_can_decrypt_cache: dict = {}
+
+
+def can_decrypt() -> bool:
+    """Whether the team's secret key is here (remembered for a minute per fingerprint)."""
+    fingerprint = team_fingerprint()
+    if not fingerprint:
+        return False
+    cached = _can_decrypt_cache.get(fingerprint)
+    if cached and time.monotonic() - cached[1] < 60:
+        return cached[0]
+    key = team_key()
+    answer = key is not None and key.has_secret
+    _can_decrypt_cache[fingerprint] = (answer, time.monotonic())
+    return answer
+
+
+# --- Reporters' keys (never imported into the team keyring) ---------------------------------
+@dataclass(frozen=True)
+class ReporterKey:
+    fingerprint: str
+    armored: str
+    uids: tuple[str, ...]
+    expires: datetime | None
+
+
+def inspect_reporter_key(armored: str) -> ReporterKey:
+    """Validate a reporter's public key in a scratch keyring; return a minimal copy of it."""
+    armored = (armored or "").strip()
+    if len(armored.encode()) > settings.REPORTER_KEY_MAX_BYTES:
+        raise PGPError(f"This key is larger than {settings.REPORTER_KEY_MAX_BYTES // 1024} KiB. Export it with "
+                       "gpg --export --armor --export-options export-minimal <your key>.")
+    if "PRIVATE KEY BLOCK" in armored:
+        raise PGPError("This is a secret (private) key. Never share it: paste your public key "
+                       "(gpg --export --armor <your key>).")
+    if "-----BEGIN PGP PUBLIC KEY BLOCK-----" not in armored:
+        raise PGPError("Paste an ASCII-armored public key (it starts with -----BEGIN PGP PUBLIC KEY BLOCK-----).")
+    with scratch_keyring() as gpg:
+        imported = gpg.import_keys(armored)
+        fingerprints = sorted(set(imported.fingerprints))
+        if not fingerprints:
+            raise PGPError("This public key could not be read. Please export it again.")
+        if len(fingerprints) > 1:
+            raise PGPError("Paste a single public key, not several.")
+        [raw] = gpg.list_keys(keys=fingerprints)
+        if raw.get("trust") == "r":
+            raise PGPError("This key has been revoked.")
+        if raw.get("trust") == "e":
+            raise PGPError("This key has expired. Extend it or paste a current key.")
+        if "E" not in (raw.get("cap") or ""):
+            raise PGPError("This key has no usable encryption subkey, so we could not encrypt to it.")
+        if len(raw.get("uids") or []) > settings.REPORTER_KEY_MAX_UIDS:
+            raise PGPError(f"This key has more than {settings.REPORTER_KEY_MAX_UIDS} user IDs.")
+        minimal = gpg.export_keys(fingerprints[0], armor=True, extra_args=["--export-options", "export-minimal"])
+    info = _key_info(raw)
+    return ReporterKey(info.fingerprint, minimal, info.uids, info.expires)
+
+
+def encrypt_for(public_key: str, data, *, armor: bool = True):
+    """Encrypt to a reporter's key, imported only into a throw-away keyring for this call.
+
+    The key was validated when the reporter gave it, so it is trusted explicitly.
+    """
+    with scratch_keyring() as gpg:
+        fingerprints = gpg.import_keys(public_key).fingerprints
+        if not fingerprints:
+            raise PGPError("the reporter's key could not be read")
+        result = gpg.encrypt(data, [fingerprints[0]], armor=armor, always_trust=True)
+    if not result.ok:
+        raise PGPError(f"encryption to the reporter's key failed: {result.status}")
+    return str(result) if armor else result.data
+
+
+HASH_NAMES = {"2": "sha1", "8": "sha256", "9": "sha384", "10": "sha512", "11": "sha224"}
+
+
+def detached_sign(data: bytes) -> tuple[str, str]:
+    """An armored detached signature of ``data`` with the team key, and its micalg name."""
+    result = team_gpg().sign(data, keyid=team_fingerprint(), detach=True, binary=False,
+                             passphrase=settings.TEAM_KEY_PASSPHRASE or None)
+    if result.status != "signature created" or not result.data:
+        raise PGPError(f"signing failed: {result.status or result.stderr[-200:]}")
+    return result.data.decode("ascii"), "pgp-" + HASH_NAMES.get(str(result.hash_algo), "sha256")

@@ -12,6 +12,14 @@ def markdown(text):
 
 
 @register.filter
+def revealed(text):
+    """Reporter content: decrypted when sealed and the key is here, then sanitised Markdown."""
+    from disclosure.sealed import as_html
+
+    return as_html(text)
+
+
+@register.filter
 def duration(value):
     """A timedelta as people say it: "2 days 4 h", "4 h 12 min", "26 s"."""
     if value is None:
