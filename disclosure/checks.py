@@ -98,3 +98,16 @@ def check_team_key(app_configs, **kwargs):
         return [Warning("Only the public team key is on the server (offline-key mode): security.txt is not signed "
                         "and encrypted reports are decrypted offline.", id="disclosure.W003")]
     return []
+
+
+@register("disclosure")
+def check_pgp_mailer(app_configs, **kwargs):
+    from disclosure.pgpmime import MIME_CAPABLE_BACKENDS
+
+    backend = settings.MAILERS.get("default", {}).get("BACKEND", "")
+    if settings.TEAM_KEY_FINGERPRINT and backend not in MIME_CAPABLE_BACKENDS:
+        return [Warning(
+            f"The mailer {backend} sends through an HTTP API that cannot carry PGP/MIME: email is sent unsigned, "
+            "and email to reporters who gave a key is not sent at all (never in plaintext).",
+            hint="Use your provider's SMTP relay (MAILER=smtp) or MAILER=amazon_ses.", id="disclosure.W004")]
+    return []

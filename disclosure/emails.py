@@ -22,6 +22,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import escape
 
+from disclosure import pgp, pgpmime
 from disclosure.models import Event, OutboundEmail, StatusLink
 
 log = logging.getLogger(__name__)
@@ -200,17 +201,29 @@ def deliver(email_id: int, now=None) -> bool:
         text = text.replace(OutboundEmail.STATUS_LINK_MARK, url)
         html = html.replace(OutboundEmail.STATUS_LINK_MARK, escape(url))
 
-    message = EmailMultiAlternatives(
-        subject=email.subject, body=text, from_email=settings.DEFAULT_FROM_EMAIL, to=[email.to],
-        headers={
-            "Message-ID": email.message_id,
-            "In-Reply-To": email.references,
-            "References": email.references,
-            "Auto-Submitted": "auto-generated",
-            "Reply-To": settings.SECURITY_TEAM_EMAIL,
-        },
-    )
-    if html:
+    headers = {
+        "Message-ID": email.message_id,
+        "In-Reply-To": email.references,
+        "References": email.references,
+        "Auto-Submitted": "auto-generated",
+        "Reply-To": settings.SECURITY_TEAM_EMAIL,
+    }
+    report = email.report
+    encrypt_to = report.reporter_key if (report is not None and report.reporter_key
+                                         and email.to.lower() == report.reporter_email.lower()) else ""
+    mime_capable = settings.MAILERS["default"].get("BACKEND") in pgpmime.MIME_CAPABLE_BACKENDS
+    if encrypt_to and not mime_capable:
+        # Never fall back to plaintext for a reporter who asked for encrypted mail.
+        email.attempts = settings.EMAIL_MAX_ATTEMPTS
+        email.mark_failed_attempt(now, "The configured mailer cannot send PGP/MIME, so this encrypted email was "
+                                       "not sent. Use SMTP or Amazon SES (see the README).")
+        return True
+    sign = mime_capable and pgp.can_decrypt()
+    message_class = pgpmime.PGPMimeEmail if (sign or encrypt_to) else EmailMultiAlternatives
+    extra = {"sign": sign, "encrypt_to": encrypt_to} if message_class is pgpmime.PGPMimeEmail else {}
+    message = message_class(subject=email.subject, body=text, from_email=settings.DEFAULT_FROM_EMAIL,
+                            to=[email.to], headers=headers, **extra)
+    if html and not encrypt_to:
         message.attach_alternative(html, "text/html")
     try:
         message.send()

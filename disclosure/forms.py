@@ -191,7 +191,7 @@ class ReportForm(TextCheckedForm, forms.ModelForm):
 
     def _check_encrypted_text(self, name):
         value = self.cleaned_data.get(name, "")
-        if pgp.looks_encrypted(value):
+        if pgp.looks_like_pgp(value):
             check_encrypted(value)
         return value
 
@@ -222,7 +222,7 @@ class FollowUpForm(TextCheckedForm):
 
     def clean_body(self):
         body = self.cleaned_data.get("body", "")
-        if pgp.looks_encrypted(body):
+        if pgp.looks_like_pgp(body):
             check_encrypted(body)
         return body
 

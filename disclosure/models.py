@@ -631,6 +631,17 @@ class Report(models.Model):
             return self.record(Event.Kind.ASSIGNED, actor=actor, now=now,
                                data={"assignee": assignee.get_username() if assignee else ""})
 
+    def set_reporter_key(self, key, *, now=None):
+        """The reporter replaces (``key`` from ``pgp.inspect_reporter_key``) or removes (None) their key."""
+        now = now or timezone.now()
+        with transaction.atomic():
+            self._lock()
+            self.reporter_key = key.armored if key else ""
+            self.reporter_key_fingerprint = key.fingerprint if key else ""
+            self.save(update_fields=["reporter_key", "reporter_key_fingerprint", "updated_at"])
+            return self._add_event(Event.Kind.KEY_CHANGED, now=now, public=True,
+                                   data={"fingerprint": self.reporter_key_fingerprint})
+
     def set_credit(self, credit: str, credit_name: str, *, now=None):
         """The reporter changes how they want to be credited."""
         now = now or timezone.now()
@@ -696,11 +707,12 @@ class Report(models.Model):
                 "attachments": self.attachments.all().delete()[0],
                 "messages": self.messages.all().delete()[0],
                 "emails": self.emails.update(body_text="", body_html="", to="", subject=f"[{self.tracking_id}]"),
+                "reporter_key": bool(self.reporter_key),
                 "status_links": self.status_links.all().delete()[0],
             }
             for name in ("description", "steps_to_reproduce", "impact"):
                 setattr(self, name, self.PURGED if name == "description" else "")
-            self.reporter_name = self.reporter_email = ""
+            self.reporter_name = self.reporter_email = self.reporter_key = self.reporter_key_fingerprint = ""
             self.purged_at = now
             self.save()
             self._add_event(Event.Kind.PURGED, now=now, data={k: v for k, v in removed.items()})
@@ -901,6 +913,7 @@ class Event(models.Model):
         UPDATED = "updated", "Details updated"
         CREDIT_CHANGED = "credit_changed", "Credit preference changed"
         PURGED = "purged", "Content deleted (retention)"
+        KEY_CHANGED = "key_changed", "Reporter's PGP key changed"
         ACK_WARNING = "ack_warning", "Acknowledgement due soon"
         ACK_ESCALATION = "ack_escalation", "Acknowledgement overdue"
         ASSESS_WARNING = "assess_warning", "Assessment due soon"

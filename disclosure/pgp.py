@@ -186,6 +186,11 @@ def looks_encrypted(text: str) -> bool:
     return BEGIN_MESSAGE in (text or "")
 
 
+def looks_like_pgp(text: str) -> bool:
+    """An encrypted message, or a signed one (which we refuse: it is not confidential)."""
+    return looks_encrypted(text) or "-----BEGIN PGP SIGNED MESSAGE-----" in (text or "")
+
+
 def team_encryption_key_ids(fingerprint: str | None = None) -> set[str]:
     fingerprint = fingerprint or team_fingerprint()
     ids = set()
@@ -291,7 +296,7 @@ def inspect_reporter_key(armored: str) -> ReporterKey:
             raise PGPError("This key has no usable encryption subkey, so we could not encrypt to it.")
         if len(raw.get("uids") or []) > settings.REPORTER_KEY_MAX_UIDS:
             raise PGPError(f"This key has more than {settings.REPORTER_KEY_MAX_UIDS} user IDs.")
-        minimal = gpg.export_keys(fingerprints[0], armor=True, extra_args=["--export-options", "export-minimal"])
+        minimal = gpg.export_keys(fingerprints[0], armor=True, minimal=True)
     info = _key_info(raw)
     return ReporterKey(info.fingerprint, minimal, info.uids, info.expires)
 

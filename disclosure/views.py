@@ -16,7 +16,7 @@ from django.utils.http import content_disposition_header, http_date
 from django.views.decorators.http import require_http_methods, require_safe
 
 from disclosure import export, pgp, securitytxt
-from disclosure.forms import CreditForm, FollowUpForm, LostLinkForm, ReportForm
+from disclosure.forms import CreditForm, FollowUpForm, LostLinkForm, ReporterKeyForm, ReportForm
 from disclosure.models import Attachment, Programme, Report, StatusLink
 from disclosure.ratelimits import check as check_rate
 from disclosure.ratelimits import limit
@@ -108,6 +108,7 @@ def status(request, token):
         "form": form,
         "token": token,
         "credit_form": CreditForm(initial={"credit": report.credit, "credit_name": report.credit_name}),
+        "key_form": ReporterKeyForm(),
     }
     status_code = 400 if request.method == "POST" else 200
     return _private(render(request, "disclosure/status.html", context, status=status_code))
@@ -221,6 +222,20 @@ def wkd_policy(request):
 @require_safe
 def hall_of_fame(request):
     return render(request, "disclosure/hall_of_fame.html", {"credits": Report.objects.hall_of_fame()})
+
+
+@require_http_methods(["POST"])
+def status_key(request, token):
+    report = _report_for(request, token)
+    form = ReporterKeyForm(request.POST)
+    if form.is_valid():
+        key = None if form.cleaned_data["remove"] else form.cleaned_data["reporter_public_key"]
+        report.set_reporter_key(key)
+        messages.success(request, f"Emails to you are now encrypted to {key.fingerprint}." if key else
+                         "Your key was removed; emails to you are no longer encrypted.")
+    else:
+        messages.error(request, " ".join(" ".join(errors) for errors in form.errors.values()))
+    return redirect("status", token=token)
 
 
 @require_http_methods(["POST"])

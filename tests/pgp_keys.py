@@ -63,3 +63,26 @@ class ResearcherKeyring:
 
     def run(self, *args, input_bytes=None):
         return gpg_cli(self.home, *args, input_bytes=input_bytes)
+
+
+def researcher_key(keyring: ResearcherKeyring, uid="Ada Researcher <ada@researcher.example>", algo="future-default",
+                   usage="default", expire="1y", faked_time=None) -> str:
+    """Generate a key in the researcher's keyring (no passphrase); returns its fingerprint."""
+    args = ["--passphrase", "", "--pinentry-mode", "loopback"]
+    if faked_time:
+        args += ["--faked-system-time", faked_time]
+    result = keyring.run(*args, "--quick-gen-key", uid, algo, usage, expire)
+    assert result.returncode == 0, result.stderr
+    listing = keyring.run("--with-colons", "--list-keys", uid).stdout.decode()
+    return [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")][0]
+
+
+def export_public(keyring: ResearcherKeyring, fingerprint: str) -> str:
+    return keyring.run("--armor", "--export", fingerprint).stdout.decode()
+
+
+def revoke(keyring: ResearcherKeyring, fingerprint: str) -> None:
+    """Import the revocation certificate gpg made when the key was generated."""
+    certificate = (Path(keyring.home) / "openpgp-revocs.d" / f"{fingerprint}.rev").read_text()
+    certificate = certificate.replace(":-----BEGIN PGP PUBLIC KEY BLOCK-----", "-----BEGIN PGP PUBLIC KEY BLOCK-----")
+    assert keyring.run("--import", input_bytes=certificate.encode()).returncode == 0

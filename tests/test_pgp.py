@@ -1,0 +1,299 @@
+"""PGP end to end, with the real gpg binary: encrypted reports in, encrypted and signed mail out."""
+
+import email
+import email.policy
+import shutil
+import tempfile
+from pathlib import Path
+
+import time_machine
+from django.test import override_settings
+
+from disclosure import pgp
+from disclosure.models import Attachment, OutboundEmail, Report
+from disclosure.pgpmime import PGPMimeEmail
+from tests.base import MONDAY_10AM, BaseTestCase, report_data, upload
+from tests.pgp_keys import ResearcherKeyring, TeamKeyMixin, export_public, researcher_key, revoke
+
+SECRET = "SQL injection in /api/search?q= lets anyone read the users table"
+
+
+def parse(message) -> email.message.EmailMessage:
+    """The email exactly as it goes on the wire (what an SMTP server would receive)."""
+    return email.message_from_bytes(wire(message), policy=email.policy.default)
+
+
+def wire(message) -> bytes:
+    return message.message().as_bytes(policy=email.policy.SMTP)  # CRLF, as the SMTP mailer sends it
+
+
+def signed_parts(raw: bytes) -> tuple[bytes, bytes]:
+    """Split a multipart/signed entity into the exact signed bytes and the signature."""
+    message = email.message_from_bytes(raw, policy=email.policy.SMTP)
+    assert message.get_content_type() == "multipart/signed", message.get_content_type()
+    boundary = message.get_boundary().encode()
+    body = raw.split(b"\r\n\r\n", 1)[1]
+    sections = body.split(b"--" + boundary)
+    data = sections[1][2:-2]  # between the CRLF after the boundary line and the CRLF before the next
+    signature = message.get_payload()[1].get_content()
+    return data, signature if isinstance(signature, bytes) else signature.encode()
+
+
+@time_machine.travel(MONDAY_10AM, tick=False)
+class EncryptedReportsInTests(TeamKeyMixin, BaseTestCase):
+    def setUp(self):
+        super().setUp()
+        self.researcher = ResearcherKeyring().__enter__()
+        self.addCleanup(self.researcher.__exit__, None, None, None)
+        team_key = self.client.get("/pgp-key.txt", secure=True).content
+        assert self.researcher.run("--import", input_bytes=team_key).returncode == 0
+
+    def encrypt(self, text: str, recipient=None, *extra) -> str:
+        result = self.researcher.run("--trust-model", "always", "--encrypt", "--armor", "--recipient",
+                                     recipient or self.fingerprint, *extra, input_bytes=text.encode())
+        assert result.returncode == 0, result.stderr
+        return result.stdout.decode()
+
+    def test_a_report_encrypted_with_gpg_is_read_decrypted_by_a_triager(self):
+        armored = self.encrypt(SECRET)
+        response = self.submit(report_data(description=armored))
+        self.assertEqual(response.status_code, 302)
+        report = Report.objects.get()
+        self.assertTrue(report.description.startswith("-----BEGIN PGP MESSAGE-----"))
+        self.assertNotIn(SECRET, report.description)
+        self.login(self.triager)
+        page = self.client.get(f"/admin/disclosure/report/{report.pk}/change/", secure=True)
+        self.assertContains(page, SECRET)
+
+    def test_plaintext_reports_and_files_are_stored_encrypted_and_read_on_demand(self):
+        response = self.submit(report_data(description=SECRET), files=[upload("poc.py", b"print('pwned')")])
+        self.assertEqual(response.status_code, 302)
+        report = Report.objects.get()
+        self.assertNotIn(SECRET, report.description)
+        self.assertNotIn("pwned", report.steps_to_reproduce + report.impact)
+        attachment = Attachment.objects.get()
+        self.assertTrue(attachment.encrypted)
+        self.assertNotIn(b"pwned", Path(attachment.file.path).read_bytes())
+        self.assertEqual((attachment.size, attachment.original_name), (14, "poc.py"))
+        self.login(self.triager)
+        self.assertContains(self.client.get(f"/admin/disclosure/report/{report.pk}/change/", secure=True), SECRET)
+        download = self.client.get(f"/staff/attachments/{attachment.pk}/", secure=True)
+        self.assertEqual(download.content, b"print('pwned')")
+        token = self.status_token_in(self.client.get("/report/received/", secure=True).content.decode())
+        self.assertContains(self.client.get(f"/status/{token}/", secure=True), SECRET)
+
+    def test_an_encrypted_asc_attachment_is_accepted_and_decrypted_for_staff(self):
+        armored = self.encrypt("exploit code")
+        self.submit(files=[upload("exploit.py.asc", armored.encode(), "application/pgp-encrypted")])
+        attachment = Attachment.objects.get()
+        self.login(self.triager)
+        download = self.client.get(f"/staff/attachments/{attachment.pk}/", secure=True)
+        self.assertEqual(download.content, b"exploit code")
+        self.assertIn('filename="exploit.py"', download["Content-Disposition"])
+
+    def test_reporter_messages_are_sealed_too(self):
+        self.submit()
+        token = self.status_token_in(self.client.get("/report/received/", secure=True).content.decode())
+        with self.captureOnCommitCallbacks(execute=True):
+            self.client.post(f"/status/{token}/", {"body": "Also " + SECRET}, secure=True)
+        message = Report.objects.get().messages.get()
+        self.assertNotIn(SECRET, message.body)
+        self.assertContains(self.client.get(f"/status/{token}/", secure=True), SECRET)
+
+    def assertRefused(self, response, text):
+        self.assertContains(response, text, status_code=400)
+        self.assertFalse(Report.objects.exists())
+
+    def test_a_broken_armor_block_is_refused(self):
+        armored = self.encrypt(SECRET)
+        lines = armored.splitlines()
+        lines[3] = lines[3][:-6] + "AAAAAA"
+        self.assertRefused(self.submit(report_data(description="\n".join(lines))), "The armored block is damaged")
+        truncated = armored.split("-----END")[0]
+        self.assertRefused(self.submit(report_data(description=truncated)), "not a complete ASCII-armored block")
+
+    def test_a_message_encrypted_to_another_key_is_refused(self):
+        other = researcher_key(self.researcher, uid="Someone Else <else@example.com>")
+        self.assertRefused(self.submit(report_data(description=self.encrypt(SECRET, other))),
+                           "encrypted to a different key")
+
+    def test_a_signed_only_message_is_refused(self):
+        key = researcher_key(self.researcher)
+        clearsigned = self.researcher.run("--local-user", key, "--clearsign", input_bytes=SECRET.encode())
+        self.assertRefused(self.submit(report_data(description=clearsigned.stdout.decode())),
+                           "This is a signed message, not an encrypted one")
+        signed = self.researcher.run("--local-user", key, "--sign", "--armor", input_bytes=SECRET.encode())
+        self.assertRefused(self.submit(report_data(description=signed.stdout.decode())), "is not encrypted")
+
+    def test_a_bad_asc_attachment_is_refused_with_its_name(self):
+        other = researcher_key(self.researcher, uid="Someone Else <else@example.com>")
+        response = self.submit(files=[upload("notes.asc", self.encrypt("x", other).encode())])
+        self.assertRefused(response, "notes.asc: This message is encrypted to a different key")
+
+
+@time_machine.travel(MONDAY_10AM, tick=False)
+class ReporterKeyTests(TeamKeyMixin, BaseTestCase):
+    def setUp(self):
+        super().setUp()
+        self.researcher = ResearcherKeyring().__enter__()
+        self.addCleanup(self.researcher.__exit__, None, None, None)
+        self.key = researcher_key(self.researcher)
+        self.public = export_public(self.researcher, self.key)
+
+    def submit_with_key(self, key=None):
+        return self.submit(report_data(reporter_public_key=key if key is not None else self.public))
+
+    def test_receipt_is_encrypted_to_the_reporter_and_signed_by_the_team(self):
+        self.assertEqual(self.submit_with_key().status_code, 302)
+        page = self.client.get("/report/received/", secure=True)
+        self.assertContains(page, self.key)
+        [receipt] = self.emails_to("ada@researcher.example")
+        outer = parse(receipt)
+        raw = wire(receipt)
+        self.assertEqual(outer.get_content_type(), "multipart/encrypted")
+        self.assertEqual(outer.get_param("protocol"), "application/pgp-encrypted")
+        self.assertNotIn(b"Tracking ID", raw)
+        self.assertNotIn(b"text/html", raw)
+        control, payload = outer.get_payload()
+        self.assertEqual(control.get_content_type(), "application/pgp-encrypted")
+        self.assertIn("Version: 1", control.get_content().decode() if isinstance(control.get_content(), bytes)
+                      else control.get_content())
+        ciphertext = payload.get_content()
+        ciphertext = ciphertext if isinstance(ciphertext, bytes) else ciphertext.encode()
+        decrypted = self.researcher.run("--decrypt", input_bytes=ciphertext)
+        self.assertEqual(decrypted.returncode, 0, decrypted.stderr)
+        data, signature = signed_parts(decrypted.stdout)
+        self.assertIn(b"Tracking ID: VDP-2026-0001", data.replace(b"=\r\n", b""))
+        self.assertNotIn(b"text/html", decrypted.stdout)
+        self.assertTrue(self.verify_with_team_key(data, signature))
+        self.assertFalse(self.verify_with_team_key(data.replace(b"VDP", b"XDP"), signature))
+
+    def verify_with_team_key(self, data: bytes, signature: bytes) -> bool:
+        work = Path(tempfile.mkdtemp())
+        self.addCleanup(shutil.rmtree, work, True)
+        (work / "data").write_bytes(data)
+        (work / "data.asc").write_bytes(signature)
+        with ResearcherKeyring() as verifier:
+            verifier.run("--import", input_bytes=self.client.get("/pgp-key.txt", secure=True).content)
+            result = verifier.run("--verify", str(work / "data.asc"), str(work / "data"))
+        return result.returncode == 0 and b"Good signature" in result.stderr
+
+    def test_team_email_is_signed_with_text_and_html_inside(self):
+        self.submit()
+        [team] = self.emails_to("security@security.example.com")
+        raw = wire(team)
+        self.assertEqual(parse(team).get_content_type(), "multipart/signed")
+        data, signature = signed_parts(raw)
+        self.assertIn(b"multipart/alternative", data)
+        self.assertIn(b"text/html", data)
+        self.assertTrue(self.verify_with_team_key(data, signature))
+
+    def test_bad_keys_are_refused_with_a_clear_error(self):
+        expired = researcher_key(self.researcher, uid="Old <old@example.com>", expire="1d",
+                                 faked_time="20200101T000000!")
+        sign_only = researcher_key(self.researcher, uid="Signer <s@example.com>", algo="ed25519", usage="sign")
+        revoked = researcher_key(self.researcher, uid="Gone <gone@example.com>")
+        revoke(self.researcher, revoked)
+        secret = self.researcher.run("--armor", "--pinentry-mode", "loopback", "--passphrase", "",
+                                     "--export-secret-keys", self.key).stdout.decode()
+        cases = {
+            export_public(self.researcher, expired): "This key has expired.",
+            export_public(self.researcher, sign_only): "no usable encryption subkey",
+            export_public(self.researcher, revoked): "This key has been revoked.",
+            secret: "This is a secret (private) key.",
+            "hello": "Paste an ASCII-armored public key",
+            self.public.replace(self.public.splitlines()[5], "garbage"): "could not be read",
+            self.public + "\n" + export_public(self.researcher, revoked): "a single public key",
+            "-----BEGIN PGP PUBLIC KEY BLOCK-----\n" + "A" * 70_000: "larger than 64 KiB",
+        }
+        for key, message in cases.items():
+            with self.subTest(message):
+                self.assertContains(self.submit_with_key(key), message, status_code=400)
+        self.assertFalse(Report.objects.exists())
+
+    def test_reporter_replaces_or_removes_their_key_on_the_status_page(self):
+        self.submit()
+        token = self.status_token_in(self.client.get("/report/received/", secure=True).content.decode())
+        url = f"/status/{token}/key/"
+        response = self.client.post(url, {"reporter_public_key": self.public}, secure=True, follow=True)
+        self.assertContains(response, f"Emails to you are now encrypted to {self.key}.")
+        self.assertEqual(Report.objects.get().reporter_key_fingerprint, self.key)
+        bad = self.client.post(url, {"reporter_public_key": "nonsense"}, secure=True, follow=True)
+        self.assertContains(bad, "Paste an ASCII-armored public key")
+        self.client.post(url, {"remove": "on"}, secure=True)
+        report = Report.objects.get()
+        self.assertEqual((report.reporter_key, report.reporter_key_fingerprint), ("", ""))
+        self.assertEqual(list(report.events.filter(kind="key_changed").values_list("public", flat=True)), [True, True])
+
+    def test_the_stored_key_is_a_minimal_copy_kept_out_of_the_team_keyring(self):
+        self.submit_with_key()
+        report = Report.objects.get()
+        self.assertIn("BEGIN PGP PUBLIC KEY BLOCK", report.reporter_key)
+        team_keyring = [key["fingerprint"] for key in pgp.team_gpg().list_keys()]
+        self.assertEqual(team_keyring, [self.fingerprint])
+
+    @override_settings(MAILERS={"default": {"BACKEND": "anymail.backends.postmark.EmailBackend"}},
+                       ANYMAIL={"POSTMARK_SERVER_TOKEN": "x"})
+    def test_a_mailer_that_cannot_carry_pgp_mime_never_sends_plaintext(self):
+        self.submit_with_key()
+        receipt = OutboundEmail.objects.get(kind="receipt")
+        self.assertEqual(receipt.state, "failed")
+        self.assertIn("cannot send PGP/MIME", receipt.last_error)
+        self.assertEqual(self.emails_to("ada@researcher.example"), [])
+
+
+@time_machine.travel(MONDAY_10AM, tick=False)
+class OfflineKeyModeTests(BaseTestCase):
+    """Only the team's public key is on the server: it encrypts, but cannot read or sign."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.offline = ResearcherKeyring().__enter__()  # stands in for the team's offline machine
+        cls.fingerprint = researcher_key(cls.offline, uid="Team <security@security.example.com>")
+        cls.home = tempfile.mkdtemp(prefix="disclosure-test-offline-")
+        cls._settings = override_settings(GNUPG_HOME=Path(cls.home), TEAM_KEY_FINGERPRINT=cls.fingerprint)
+        cls._settings.enable()
+        pgp.import_team_key(export_public(cls.offline, cls.fingerprint))
+
+    @classmethod
+    def tearDownClass(cls):
+        cls._settings.disable()
+        pgp.stop_agent(cls.home)
+        shutil.rmtree(cls.home, ignore_errors=True)
+        cls.offline.__exit__(None, None, None)
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        pgp._can_decrypt_cache.clear()
+
+    def test_staff_see_the_armored_block_and_a_notice_and_decrypt_offline(self):
+        self.submit(report_data(description=SECRET))
+        report = Report.objects.get()
+        self.assertNotIn(SECRET, report.description)
+        self.login(self.triager)
+        page = self.client.get(f"/admin/disclosure/report/{report.pk}/change/")
+        self.assertContains(page, "offline-key mode")
+        self.assertContains(page, "-----BEGIN PGP MESSAGE-----")
+        self.assertNotContains(page, SECRET)
+        decrypted = self.offline.run("--decrypt", input_bytes=report.description.encode())
+        self.assertEqual(decrypted.stdout.decode(), SECRET)
+
+    def test_encrypted_submissions_are_checked_against_the_public_key(self):
+        with ResearcherKeyring() as researcher:
+            researcher.run("--import", input_bytes=export_public(self.offline, self.fingerprint).encode())
+            armored = researcher.run("--trust-model", "always", "--encrypt", "--armor", "--recipient",
+                                     self.fingerprint, input_bytes=b"hello team").stdout.decode()
+            other = researcher_key(researcher, uid="Other <o@example.com>")
+            wrong = researcher.run("--trust-model", "always", "--encrypt", "--armor", "--recipient", other,
+                                   input_bytes=b"x").stdout.decode()
+        self.assertEqual(self.submit(report_data(description=armored)).status_code, 302)
+        self.assertContains(self.submit(report_data(description=wrong)), "encrypted to a different key",
+                            status_code=400)
+
+    def test_emails_go_out_unsigned(self):
+        self.submit()
+        [team] = self.emails_to("security@127.0.0.1")
+        self.assertNotIsInstance(team, PGPMimeEmail)
+        self.assertEqual(team.message().get_content_type(), "multipart/alternative")
