@@ -105,8 +105,9 @@ class DeployCheckTests(SimpleTestCase):
             env = {key: value for key, value in os.environ.items()
                    if key not in ("DEBUG", "TEAM_KEY_FINGERPRINT", "DJANGO_SETTINGS_MODULE")}
             env.update(DJANGO_SETTINGS_MODULE="config.settings", DATA_DIR=data_dir,
-                       SECRET_KEY="k3y-" + "a1b2c3d4e5" * 6, SITE_URL="https://security.example.com", MAILER="postmark",
-                       ANYMAIL_POSTMARK_SERVER_TOKEN="token", SECURITY_TEAM_EMAIL="security@security.example.com",
+                       SECRET_KEY="k3y-" + "a1b2c3d4e5" * 6, SITE_URL="https://security.example.com",
+                       MAILER="smtp", SMTP_HOST="smtp.example.com",
+                       SECURITY_TEAM_EMAIL="security@security.example.com",
                        HSTS_PRELOAD="true", REDIS_URL="redis://127.0.0.1:6379/0")
 
             def manage(*args):
