@@ -28,14 +28,12 @@ class TeamKeyMixin:
             ALLOWED_HOSTS=["security.example.com", "testserver"], SECURITY_TEAM_EMAIL=TEAM_EMAIL,
         )
         cls._settings.enable()
+        # Class cleanups run last-in first-out after tearDownClass: registered before the
+        # test case's own class-level overrides, this one is undone after them.
+        cls.addClassCleanup(shutil.rmtree, cls.gnupg_home, ignore_errors=True)
+        cls.addClassCleanup(pgp.stop_agent, cls.gnupg_home)
+        cls.addClassCleanup(cls._settings.disable)
         super().setUpClass()
-
-    @classmethod
-    def tearDownClass(cls):
-        super().tearDownClass()
-        cls._settings.disable()
-        pgp.stop_agent(cls.gnupg_home)
-        shutil.rmtree(cls.gnupg_home, ignore_errors=True)
 
     def setUp(self):
         super().setUp()

@@ -254,15 +254,11 @@ class OfflineKeyModeTests(BaseTestCase):
         cls.home = tempfile.mkdtemp(prefix="disclosure-test-offline-")
         cls._settings = override_settings(GNUPG_HOME=Path(cls.home), TEAM_KEY_FINGERPRINT=cls.fingerprint)
         cls._settings.enable()
+        cls.addClassCleanup(cls.offline.__exit__, None, None, None)
+        cls.addClassCleanup(shutil.rmtree, cls.home, ignore_errors=True)
+        cls.addClassCleanup(pgp.stop_agent, cls.home)
+        cls.addClassCleanup(cls._settings.disable)
         pgp.import_team_key(export_public(cls.offline, cls.fingerprint))
-
-    @classmethod
-    def tearDownClass(cls):
-        cls._settings.disable()
-        pgp.stop_agent(cls.home)
-        shutil.rmtree(cls.home, ignore_errors=True)
-        cls.offline.__exit__(None, None, None)
-        super().tearDownClass()
 
     def setUp(self):
         super().setUp()

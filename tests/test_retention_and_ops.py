@@ -103,7 +103,8 @@ class DeployCheckTests(SimpleTestCase):
     def test_check_deploy_reports_nothing_with_production_settings(self):
         with tempfile.TemporaryDirectory() as data_dir:
             env = {key: value for key, value in os.environ.items()
-                   if key not in ("DEBUG", "TEAM_KEY_FINGERPRINT", "DJANGO_SETTINGS_MODULE")}
+                   if key not in ("DEBUG", "TEAM_KEY_FINGERPRINT", "DJANGO_SETTINGS_MODULE",
+                                  "DJANGO_ALLOW_ASYNC_UNSAFE")}
             env.update(DJANGO_SETTINGS_MODULE="config.settings", DATA_DIR=data_dir,
                        SECRET_KEY="k3y-" + "a1b2c3d4e5" * 6, SITE_URL="https://security.example.com",
                        MAILER="smtp", SMTP_HOST="smtp.example.com",
