@@ -2,6 +2,7 @@ from django.conf import settings
 
 
 def programme(request):
+    """The programme's names and commitments, for every page (``request`` may be None)."""
     return {
         "organisation": settings.ORGANISATION_NAME,
         "team_email": settings.SECURITY_TEAM_EMAIL,

@@ -7,6 +7,10 @@ with the team's secret key when the server holds it; in offline-key mode the arm
 is shown with a notice, for staff to decrypt on their own machines.
 """
 
+import hashlib
+import threading
+import time
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -35,12 +39,37 @@ class Revealed:
     readable: bool
 
 
+# Decrypting costs 10-20 ms of gpg per value, too much for every view of a page. Recently
+# decrypted values are kept in this process's memory only (never in a shared cache or on
+# disk, which would undo the encryption at rest), for a few minutes.
+_plain: OrderedDict[str, tuple[str, float]] = OrderedDict()
+_plain_lock = threading.Lock()
+PLAIN_CACHE_SIZE = 512
+PLAIN_CACHE_SECONDS = 600
+
+
+def _decrypt_remembered(text: str) -> str:
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    now = time.monotonic()
+    with _plain_lock:
+        hit = _plain.get(digest)
+        if hit and now - hit[1] < PLAIN_CACHE_SECONDS:
+            _plain.move_to_end(digest)
+            return hit[0]
+    plain = pgp.decrypt(text).decode("utf-8", "replace")
+    with _plain_lock:
+        _plain[digest] = (plain, now)
+        while len(_plain) > PLAIN_CACHE_SIZE:
+            _plain.popitem(last=False)
+    return plain
+
+
 def reveal(text: str) -> Revealed:
     if not pgp.looks_encrypted(text):
         return Revealed(text, False, True)
     if pgp.can_decrypt():
         try:
-            return Revealed(pgp.decrypt(text).decode("utf-8", "replace"), True, True)
+            return Revealed(_decrypt_remembered(text), True, True)
         except pgp.PGPError:
             pass
     return Revealed(text, True, False)

@@ -186,3 +186,34 @@ def problems(body: str, public_key: str | None, now: datetime) -> list[str]:
     if canonical and absolute("security-txt") not in canonical:
         found.append(f"Canonical does not name {absolute('security-txt')}.")
     return found
+
+
+class SecurityTxtMiddleware:
+    """Answers GET/HEAD /.well-known/security.txt before the session, CSRF, auth and CSP
+    machinery, which this static-like file does not need: close to the speed of a static
+    file. Placed after Django's SecurityMiddleware, so HSTS and nosniff still apply."""
+
+    PATH = "/.well-known/security.txt"
+    POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path != self.PATH or request.method not in ("GET", "HEAD"):
+            return self.get_response(request)
+        from django.http import HttpResponse, HttpResponseNotModified
+        from django.utils import timezone
+        from django.utils.http import http_date
+
+        current = served(timezone.now())
+        if request.headers.get("If-None-Match") == current.etag:
+            response = HttpResponseNotModified()
+        else:
+            response = HttpResponse(current.body, content_type="text/plain; charset=utf-8")
+        response["ETag"] = current.etag
+        response["Last-Modified"] = http_date(current.last_modified.timestamp())
+        response["Cache-Control"] = "public, max-age=3600"
+        response["Content-Security-Policy"] = self.POLICY
+        response["X-Frame-Options"] = "DENY"
+        return response

@@ -8,14 +8,14 @@ from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core import signing
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse, HttpResponseNotModified, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
 from django.utils import timezone
-from django.utils.http import content_disposition_header, http_date
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_http_methods, require_safe
 
-from disclosure import export, pgp, securitytxt
+from disclosure import export, pagecache, pgp, securitytxt
 from disclosure.forms import CreditForm, FollowUpForm, LostLinkForm, ReporterKeyForm, ReportForm
 from disclosure.models import Attachment, Programme, Report, StatusLink
 from disclosure.ratelimits import check as check_rate
@@ -46,6 +46,10 @@ def policy(request):
 @require_http_methods(["GET", "HEAD", "POST"])
 @limit("submit")
 def report_form(request):
+    if request.method != "POST":
+        page = pagecache.blank_report_form(request)
+        if page is not None:
+            return HttpResponse(page)
     form = ReportForm(request.POST, request.FILES) if request.method == "POST" else ReportForm()
     if request.method == "POST" and form.is_valid():
         report, token = Report.submit(
@@ -109,6 +113,7 @@ def status(request, token):
         "token": token,
         "credit_form": CreditForm(initial={"credit": report.credit, "credit_name": report.credit_name}),
         "key_form": ReporterKeyForm(),
+        "now": timezone.now(),
     }
     status_code = 400 if request.method == "POST" else 200
     return _private(render(request, "disclosure/status.html", context, status=status_code))
@@ -166,15 +171,8 @@ def status_export(request, token):
 # --- security.txt, the team key and the pages it points to ---------------------------------
 @require_safe
 def security_txt(request):
-    served = securitytxt.served(timezone.now())
-    if request.headers.get("If-None-Match") == served.etag:
-        response = HttpResponseNotModified()
-    else:
-        response = HttpResponse(served.body, content_type="text/plain; charset=utf-8")
-    response["ETag"] = served.etag
-    response["Last-Modified"] = http_date(served.last_modified.timestamp())
-    response["Cache-Control"] = "public, max-age=3600"
-    return response
+    """Normally answered by ``securitytxt.SecurityTxtMiddleware``; this view names the URL."""
+    return securitytxt.SecurityTxtMiddleware(lambda request: None)(request)
 
 
 @require_safe

@@ -78,6 +78,12 @@ class BaseTestCase(TestCase):
             session["otp_device_id"] = device.persistent_id
             session.save()
 
+    def blank_form_values(self) -> dict:
+        """The hidden per-visit values of a freshly shown report form."""
+        html = self.client.get("/report/").content.decode()
+        return {name: re.search(rf'name="{name}" value="([^"]*)"', html).group(1)
+                for name in ("submission_id", "shown_at", "csrfmiddlewaretoken")}
+
     def submit(self, data=None, files=None, *, follow=False, execute=True, **extra):
         """POST the public form as a browser would; queued tasks run when it commits."""
         payload = dict(data if data is not None else report_data())

@@ -1,5 +1,7 @@
 """The intake loop, driven through HTTP: form, confirmation, receipt email, status page."""
 
+from datetime import timedelta
+
 import time_machine
 from django.core import mail
 from django.db import connection
@@ -102,8 +104,8 @@ class ReportFormTests(BaseTestCase):
         self.assertEqual(len(self.emails_to("ada@researcher.example")), 1)
 
     def test_each_rendered_form_carries_a_fresh_nonce(self):
-        first = self.client.get("/report/").context["form"]["submission_id"].value()
-        second = self.client.get("/report/").context["form"]["submission_id"].value()
+        first = self.blank_form_values()["submission_id"]
+        second = self.blank_form_values()["submission_id"]
         self.assertGreaterEqual(len(first), 24)
         self.assertNotEqual(first, second)
 
@@ -267,9 +269,29 @@ class CsrfTests(BaseTestCase):
         self.assertContains(response, "Your form could not be accepted", status_code=403)
         self.assertFalse(Report.objects.exists())
 
+    @override_settings(MIN_FORM_SECONDS=0)
+    def test_the_token_on_the_blank_form_is_valid(self):
+        client = Client(enforce_csrf_checks=True)
+        self.client = client
+        values = self.blank_form_values()
+        self.assertNotIn("PLACEHOLDER", client.get("/report/").content.decode())
+        with self.captureOnCommitCallbacks(execute=True):
+            response = client.post("/report/", {**report_data(), **values})
+        self.assertEqual(response.status_code, 302)
+
     def test_wrong_csrf_token_is_refused(self):
         client = Client(enforce_csrf_checks=True)
         client.get("/report/")
         response = client.post("/report/", {**report_data(), "csrfmiddlewaretoken": "x" * 64})
         self.assertEqual(response.status_code, 403)
         self.assertFalse(Report.objects.exists())
+
+
+class OverdueOnStatusPageTests(BaseTestCase):
+    def test_the_reporter_sees_when_we_are_late(self):
+        from tests.base import make_report
+
+        report, token = make_report()
+        with time_machine.travel(MONDAY_10AM + timedelta(days=5), tick=False):
+            page = self.client.get(f"/status/{token}/")
+        self.assertContains(page, "Overdue: it was due by Thursday 3 December 2026, 23:59 GMT. We are sorry")

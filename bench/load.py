@@ -1,0 +1,205 @@
+"""HTTP benchmark: gunicorn with production settings on loopback, measured with wrk.
+
+Usage: bin/bench   (or .venv/bin/python bench/load.py [--seconds 8] [--connections 16])
+
+Starts gunicorn (2 workers, DEBUG off, https as seen through a trusted proxy header) on a
+throw-away SQLite database with a team key, then measures requests per second and
+p50/p99 latency for a whitenoise static file (this machine's ceiling), security.txt, the
+report form, a form submission (with and without PGP work: sealing to the team key), the
+status page and the admin queue. Every figure is also given as a ratio to the static file
+measured in the same run, because absolute numbers on a shared machine are not stable.
+Results are printed and written to bench/results/load.md.
+"""
+
+import argparse
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = str(ROOT / ".venv" / "bin" / "python")
+HOST = "security.example.test"
+PORT = 8799
+TARGETS = {"security.txt": 0.9, "report form": 0.5, "status page": 0.5, "submission": 0.15}
+
+
+def run(*args, env, capture=True):
+    result = subprocess.run(args, cwd=ROOT, env=env, capture_output=capture, text=True, check=False)
+    if result.returncode:
+        sys.exit(f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
+    return result.stdout.strip()
+
+
+def prepare(env) -> dict:
+    """Migrate, collect static files, make a team key, a report, and a verified staff session."""
+    run(PY, "manage.py", "migrate", "--no-input", env=env)
+    run(PY, "manage.py", "collectstatic", "--no-input", env=env)
+    env["TEAM_KEY_FINGERPRINT"] = run(PY, "manage.py", "pgp_generate_team_key", "--quiet", env=env)
+    script = """
+import json
+from django.contrib.auth.models import User
+from django.contrib.sessions.backends.db import SessionStore
+from django_otp.plugins.otp_totp.models import TOTPDevice
+from disclosure.models import Report, StatusLink
+report, token = Report.submit(fields={"title": "Benchmark report", "description": "Some **markdown** text."})
+user = User.objects.create_superuser("bench", "bench@example.com", "bench-password-123")
+device = TOTPDevice.objects.create(user=user, name="bench", confirmed=True)
+session = SessionStore()
+session.update({"_auth_user_id": str(user.pk), "_auth_user_backend": "django.contrib.auth.backends.ModelBackend",
+                "_auth_user_hash": user.get_session_auth_hash(), "otp_device_id": device.persistent_id})
+session.create()
+print(json.dumps({"token": token, "session": session.session_key}))
+"""
+    import json
+
+    return json.loads(run(PY, "manage.py", "shell", "-c", script, env=env).splitlines()[-1])
+
+
+class Gunicorn:
+    def __init__(self, env, data_dir):
+        self.env, self.pidfile = env, Path(data_dir) / "gunicorn.pid"
+
+    def __enter__(self):
+        self.process = subprocess.Popen(
+            [str(ROOT / ".venv" / "bin" / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{PORT}",
+             "--workers", "2", "--pid", str(self.pidfile), "--log-level", "warning"],
+            cwd=ROOT, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        probe = urllib.request.Request(f"http://127.0.0.1:{PORT}/healthz",
+                                       headers={"Host": HOST, "X-Forwarded-Proto": "https"})
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(probe, timeout=1)  # noqa: S310 - loopback
+            except urllib.error.HTTPError:
+                return self  # 503 before the first sweep: the server is up
+            except OSError:
+                time.sleep(0.2)
+                continue
+            return self
+        self.__exit__()
+        raise RuntimeError("gunicorn did not start")
+
+    def __exit__(self, *exc):
+        pid = int(self.pidfile.read_text()) if self.pidfile.exists() else self.process.pid
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=30)
+
+
+def wrk(path, seconds, connections, headers=(), script=None) -> dict:
+    args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-H", f"Host: {HOST}",
+            "-H", "X-Forwarded-Proto: https"]
+    for header in headers:
+        args += ["-H", header]
+    if script:
+        args += ["-s", script]
+    output = subprocess.run([*args, f"http://127.0.0.1:{PORT}{path}"], capture_output=True, text=True,
+                            check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))
+
+    def percentile(name):
+        match = re.search(rf"^\s+{name}%\s+([\d.]+)(us|ms|s)", output, re.MULTILINE)
+        value, unit = float(match.group(1)), match.group(2)
+        return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    return {"rps": rps, "p50": percentile("50"), "p99": percentile("99"),
+            "errors": int(non_2xx.group(1)) if non_2xx else 0}
+
+
+def submission_script(directory, csrf) -> str:
+    path = Path(directory) / "submit.lua"
+    body = ("title=Benchmark+finding&description=A+reflected+XSS+in+the+search+box.+Steps+follow."
+            "&asset=https%3A%2F%2Fapp.example.com&reporter_email=bench%40researcher.example"
+            f"&csrfmiddlewaretoken={csrf}")
+    path.write_text(f"""
+wrk.method = "POST"
+wrk.body = "{body}"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["Cookie"] = "csrftoken={csrf}"
+wrk.headers["Origin"] = "https://{HOST}"
+wrk.headers["Referer"] = "https://{HOST}/report/"
+""")
+    return str(path)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--database-url", default="", help="e.g. postgres://postgres@127.0.0.1:5432/bench "
+                        "(default: SQLite in a temporary folder)")
+    parser.add_argument("--redis-url", default="", help="e.g. redis://127.0.0.1:6379/14 (default: database cache)")
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        sys.exit("wrk is needed: apt-get install wrk")
+    data_dir = tempfile.mkdtemp(prefix="disclosure-bench-http-")
+    env = {**os.environ, "DATA_DIR": data_dir, "DEBUG": "false", "SECRET_KEY": secrets.token_urlsafe(50),
+           "SITE_URL": f"https://{HOST}", "BEHIND_PROXY": "true", "MAILER": "smtp", "SMTP_HOST": "127.0.0.1",
+           "LOG_LEVEL": "WARNING", "RATELIMIT_SUBMIT": "100000000/s", "RATELIMIT_STATUS": "100000000/s",
+           "MIN_FORM_SECONDS": "0", "DJANGO_SETTINGS_MODULE": "config.settings"}
+    for name in ("DATABASE_URL", "REDIS_URL", "TEAM_KEY_FINGERPRINT"):
+        env.pop(name, None)
+    if args.database_url:
+        env["DATABASE_URL"] = args.database_url
+    if args.redis_url:
+        env["REDIS_URL"] = args.redis_url
+    try:
+        seeded = prepare(env)
+        csrf = secrets.token_hex(16)  # CSRF tokens are 32 alphanumeric characters
+        script = submission_script(data_dir, csrf)
+        static = "/static/" + next(p.relative_to(Path(data_dir) / "staticfiles").as_posix() for p in
+                                   (Path(data_dir) / "staticfiles" / "css").glob("site.*.css"))
+        rows = {}
+        with Gunicorn(env, data_dir):
+            plan = [
+                ("static file", static, (), None),
+                ("security.txt", "/.well-known/security.txt", (), None),
+                ("report form", "/report/", (), None),
+                ("status page", f"/status/{seeded['token']}/", (), None),
+                ("admin queue", "/admin/disclosure/report/", (f"Cookie: sessionid={seeded['session']}",), None),
+                ("submission", "/report/", (), script),
+            ]
+            for name, path, headers, lua in plan:
+                rows[name] = wrk(path, args.seconds, args.connections, headers, lua)
+        env_plain = {**env, "STORE_ENCRYPTED": "false"}
+        with Gunicorn(env_plain, data_dir):
+            rows["submission (no PGP)"] = wrk("/report/", args.seconds, args.connections, (), script)
+        reports = run(PY, "manage.py", "shell", "-c",
+                      "from disclosure.models import Report; print(Report.objects.count())", env=env)
+    finally:
+        subprocess.run(["gpgconf", "--homedir", f"{data_dir}/gnupg", "--kill", "gpg-agent"], capture_output=True,
+                       check=False)
+        shutil.rmtree(data_dir, ignore_errors=True)
+    ceiling = rows["static file"]["rps"]
+    lines = [
+        f"HTTP benchmark: gunicorn, 2 sync workers, production settings, SQLite; wrk -t2 -c{args.connections} "
+        f"-d{args.seconds}s on loopback; {time.strftime('%Y-%m-%d')}, {os.cpu_count()} CPUs "
+        f"({reports} reports created by the submission runs).",
+        "",
+        "| endpoint | req/s | ratio to static | target | p50 ms | p99 ms | non-2xx/3xx |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, row in rows.items():
+        target = TARGETS.get(name.split(" (")[0] if name.startswith("submission") else name)
+        target_text = f">= {target}" if target else ""
+        lines.append(f"| {name} | {row['rps']:,.0f} | {row['rps'] / ceiling:.2f} | {target_text} | "
+                     f"{row['p50']:.1f} | {row['p99']:.1f} | {row['errors']} |")
+    table = "\n".join(lines)
+    print(table)
+    out = ROOT / "bench" / "results" / "load.md"
+    out.write_text(table + "\n")
+    print(f"\nwritten to {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
