@@ -175,7 +175,7 @@ def main():
         with Gunicorn(env_plain, data_dir):
             rows["submission (no PGP)"] = wrk("/report/", args.seconds, args.connections, (), script)
         reports = run(PY, "manage.py", "shell", "-c",
-                      "from disclosure.models import Report; print(Report.objects.count())", env=env)
+                      "from disclosure.models import Report; print(Report.objects.count())", env=env).splitlines()[-1]
     finally:
         subprocess.run(["gpgconf", "--homedir", f"{data_dir}/gnupg", "--kill", "gpg-agent"], capture_output=True,
                        check=False)

@@ -38,11 +38,11 @@ from disclosure.models import (
 from disclosure.staff_forms import DECISIONS, CloseForm, MessageForm, NoteForm
 
 REPORTER_FIELDS = (
-    "tracking_id", "title", "rendered_description", "asset", "vulnerability_type",
+    "tracking_id", "title", "rendered_description", "vulnerability_type",
     "rendered_steps", "rendered_impact", "reporter_name", "reporter_email", "reporter_key_info", "credit",
     "credit_name",
 )
-EDITABLE_DETAILS = ("assignee", "cwe", "cve_id", "planned_disclosure_date", "legal_hold")
+EDITABLE_DETAILS = ("assignee", "asset", "cwe", "cve_id", "planned_disclosure_date", "legal_hold")
 CLOSING_ORDER = [Status.DUPLICATE, Status.INFORMATIVE, Status.NOT_APPLICABLE, Status.OUT_OF_SCOPE, Status.SPAM]
 
 # Saved filters shown above the list: the team's named queues.
@@ -142,7 +142,7 @@ class ReportAdmin(admin.ModelAdmin):
     )
     fieldsets = (
         ("Report", {"fields": REPORTER_FIELDS}),
-        ("Assessment", {"fields": ("status", ("severity", "priority"), ("cvss_vector", "cvss_score"), "cwe",
+        ("Assessment", {"fields": ("status", ("severity", "priority"), ("cvss_vector", "cvss_score"), "asset", "cwe",
                                    "cve_id", "duplicate_of", "assignee", "planned_disclosure_date")}),
         ("Deadlines", {"fields": (("ack_due_at", "ack_milestone"), ("assess_due_at", "assess_milestone"))}),
         ("Timeline", {"fields": ("timeline",)}),

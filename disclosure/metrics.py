@@ -52,3 +52,18 @@ def sla_metrics(now, days: int = WINDOW_DAYS) -> dict:
         "open_by_state": [(OPEN_LABELS.get(state, state.label), counts[state.value], state.value)
                           for state in open_states],
     }
+
+
+def dashboard(now) -> dict:
+    """Everything on the staff dashboard: the SLA figures, counts by status, the overdue list."""
+    from disclosure.models import Status
+
+    counts = dict(Report.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
+    overdue = (Report.objects.open().with_current_due()
+               .filter(Report.objects.sla_state_filters(now)[SlaState.OVERDUE])
+               .select_related("assignee").order_by("current_due")[:100])
+    return {
+        **sla_metrics(now),
+        "by_status": [(label, counts.get(value, 0), value) for value, label in Status.choices],
+        "overdue": list(overdue),
+    }

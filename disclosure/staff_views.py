@@ -5,15 +5,22 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from disclosure.metrics import sla_metrics
+from disclosure import pgp
+from disclosure.metrics import dashboard
+from disclosure.models import Programme
 
 
 def metrics(request):
     if not request.user.has_perm("disclosure.view_report"):
         raise PermissionDenied
+    now = timezone.now()
+    key = pgp.team_key() if pgp.team_fingerprint() else None
     context = {
         **admin.site.each_context(request),
-        "title": "Response times",
-        "metrics": sla_metrics(timezone.now()),
+        "title": "Dashboard",
+        "metrics": dashboard(now),
+        "now": now,
+        "team_key": key,
+        "securitytxt_expires_at": Programme.load().securitytxt_expires_at,
     }
     return TemplateResponse(request, "admin/disclosure/metrics.html", context)

@@ -111,8 +111,6 @@ def status(request, token):
         "attachments": report.attachments.filter(message__isnull=True),
         "form": form,
         "token": token,
-        "credit_form": CreditForm(initial={"credit": report.credit, "credit_name": report.credit_name}),
-        "key_form": ReporterKeyForm(),
         "now": timezone.now(),
     }
     status_code = 400 if request.method == "POST" else 200

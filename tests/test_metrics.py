@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import time_machine
 from django.core import mail
 from django.test import override_settings
 
@@ -46,6 +47,16 @@ class MetricsTests(BaseTestCase):
                     others = [s for s in SlaState if s != state]
                     for other in others:
                         self.assertFalse(Report.objects.in_sla_state(other, now).filter(pk=report.pk).exists(), other)
+
+    def test_dashboard_lists_counts_by_status_and_the_overdue_reports(self):
+        with time_machine.travel(FRIDAY + timedelta(hours=1), tick=False):
+            self.login(self.auditor)
+            page = self.client.get("/admin/metrics/")
+        self.assertContains(page, "All reports by status")
+        self.assertContains(page, '?status__exact=acknowledged">Acknowledged</a></th><td>1</td>', html=False)
+        self.assertContains(page, "Overdue (1)")
+        self.assertContains(page, "VDP-2026-0003</a> waiting")
+        self.assertContains(page, "none configured")  # no team key in this test
 
     def test_metrics_page_for_staff_only(self):
         self.login(self.auditor)
