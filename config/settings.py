@@ -6,6 +6,7 @@ on an embedded default (SQLite, django-q2's ORM broker, the database cache, mail
 console) that is refused by system checks once DEBUG is off.
 """
 
+import ipaddress
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -25,6 +26,18 @@ SECRET_KEY = env_secret("SECRET_KEY", INSECURE_DEV_SECRET_KEY)
 
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 _site_host = urlsplit(SITE_URL).hostname or "localhost"
+# Default addresses use the site's domain; an IP address is no mail domain, so use localhost.
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
+
+
+_mail_domain = "localhost" if _is_ip(_site_host) else _site_host
 ALLOWED_HOSTS = env_list(
     "ALLOWED_HOSTS",
     [_site_host, "localhost", "127.0.0.1", "[::1]"] if DEBUG else [_site_host],
@@ -168,9 +181,9 @@ MAILERS = {"default": {"BACKEND": _backend, "OPTIONS": _options}}
 # ANYMAIL_<KEY>=value becomes ANYMAIL["<KEY>"], e.g. ANYMAIL_POSTMARK_SERVER_TOKEN.
 ANYMAIL = env_prefixed("ANYMAIL_")
 
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"Security team <security@{_site_host}>")
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", f"Security team <security@{_mail_domain}>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
-SECURITY_TEAM_EMAIL = env_str("SECURITY_TEAM_EMAIL", f"security@{_site_host}")
+SECURITY_TEAM_EMAIL = env_str("SECURITY_TEAM_EMAIL", f"security@{_mail_domain}")
 EMAIL_MAX_ATTEMPTS = env_int("EMAIL_MAX_ATTEMPTS", 6, minimum=1)
 EMAIL_RETRY_SECONDS = env_int("EMAIL_RETRY_SECONDS", 60, minimum=1)
 
@@ -240,6 +253,7 @@ STORAGES = {
 # django-ratelimit's E003 check is silenced only for that configuration.
 RATE_LIMITS = {
     "submit": env_str("RATELIMIT_SUBMIT", "10/h"),
+    "form_post": env_str("RATELIMIT_FORM_POST", "60/h"),
     "status": env_str("RATELIMIT_STATUS", "120/h"),
     "message": env_str("RATELIMIT_MESSAGE", "20/h"),
     "lost_link": env_str("RATELIMIT_LOST_LINK", "5/h"),

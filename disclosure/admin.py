@@ -386,6 +386,7 @@ class ProgrammeAdmin(admin.ModelAdmin):
         from disclosure import securitytxt
 
         super().save_model(request, obj, form, change)
+        Programme.forget_cached()
         signed = securitytxt.generate(timezone.now(), obj).securitytxt.startswith("-----BEGIN PGP SIGNED")
         self.message_user(request, f"security.txt was regenerated{' and signed' if signed else ''}.",
                           messages.SUCCESS)

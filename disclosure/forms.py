@@ -182,6 +182,16 @@ class ReportForm(TextCheckedForm, forms.ModelForm):
             cleaned["credit_name"] = cleaned.get("reporter_name", "")
         return cleaned
 
+    @property
+    def encrypted_fields(self) -> list[str]:
+        """Text fields that arrived as PGP messages (shown again as such after an error)."""
+        return [self.fields[name].label.lower() for name in ("description", "steps_to_reproduce", "impact")
+                if pgp.looks_encrypted(self.data.get(name, ""))] if self.is_bound else []
+
+    @property
+    def had_attachments(self) -> bool:
+        return self.is_bound and bool(self.files.getlist("attachments"))
+
     def report_fields(self) -> dict:
         fields = {name: self.cleaned_data[name] for name in self.Meta.fields}
         key = self.cleaned_data.get("reporter_public_key")

@@ -843,6 +843,17 @@ class Attachment(models.Model):
     def __str__(self):
         return self.original_name
 
+    @property
+    def display_name(self) -> str:
+        """The name without the ``.asc``/``.gpg`` an encrypting browser or researcher added."""
+        from disclosure.sealed import ENCRYPTED_SUFFIXES
+
+        name = self.original_name
+        if self.encrypted:
+            for suffix in ENCRYPTED_SUFFIXES:
+                name = name.removesuffix(suffix)
+        return name or self.original_name
+
     def read_plain(self) -> tuple[bytes, str]:
         """The file's content and name for a download: decrypted when it is sealed and the
         team's secret key is here; otherwise the stored bytes (``.gpg`` added to the name)."""
@@ -1102,7 +1113,7 @@ class Programme(models.Model):
     securitytxt = models.TextField(blank=True, editable=False)
     securitytxt_inputs = models.CharField(max_length=64, blank=True, editable=False)
     securitytxt_generated_at = models.DateTimeField(null=True, blank=True, editable=False)
-    securitytxt_expires_at = models.DateTimeField(null=True, blank=True, editable=False)
+    securitytxt_expires_at = models.DateTimeField("security.txt expires", null=True, blank=True, editable=False)
     key_alert_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
@@ -1116,6 +1127,26 @@ class Programme(models.Model):
     def load(cls) -> "Programme":
         programme, _ = cls.objects.get_or_create(pk=1)
         return programme
+
+    _contact_cache: dict = {}
+
+    @classmethod
+    def public_contact(cls) -> str:
+        """The first security contact, shown on every page (remembered for a minute)."""
+        import time
+
+        cached = cls._contact_cache.get("contact")
+        if cached and time.monotonic() - cached[1] < 60:
+            return cached[0]
+        row = cls.objects.filter(pk=1).values_list("contact_emails", flat=True).first()
+        contact = next((line.strip() for line in (row or "").splitlines() if line.strip()),
+                       settings.SECURITY_TEAM_EMAIL)
+        cls._contact_cache["contact"] = (contact, time.monotonic())
+        return contact
+
+    @classmethod
+    def forget_cached(cls) -> None:
+        cls._contact_cache.clear()
 
     @property
     def contacts(self) -> list[str]:

@@ -31,9 +31,12 @@ def _blank_form_page(_settings_key) -> str:
 
 
 def _settings_key():
-    return (settings.TEAM_KEY_FINGERPRINT, settings.ORGANISATION_NAME, settings.SECURITY_TEAM_EMAIL,
-            settings.SLA_ACKNOWLEDGE_DAYS, settings.SLA_ASSESS_DAYS, settings.MAX_ATTACHMENTS, settings.STATIC_URL,
-            settings.TIME_ZONE)
+    """Everything the blank page shows that can change while the process runs."""
+    from disclosure.models import Programme
+
+    return (Programme.public_contact(), settings.TEAM_KEY_FINGERPRINT, settings.ORGANISATION_NAME,
+            settings.SECURITY_TEAM_EMAIL, settings.SLA_ACKNOWLEDGE_DAYS, settings.SLA_ASSESS_DAYS,
+            settings.MAX_ATTACHMENTS, settings.STATIC_URL, settings.TIME_ZONE)
 
 
 def blank_report_form(request) -> str | None:

@@ -202,17 +202,18 @@ class SecurityTxtMiddleware:
     def __call__(self, request):
         if request.path != self.PATH or request.method not in ("GET", "HEAD"):
             return self.get_response(request)
-        from django.http import HttpResponse, HttpResponseNotModified
+        from django.http import HttpResponse
         from django.utils import timezone
+        from django.utils.cache import get_conditional_response
         from django.utils.http import http_date
 
         current = served(timezone.now())
-        if request.headers.get("If-None-Match") == current.etag:
-            response = HttpResponseNotModified()
-        else:
-            response = HttpResponse(current.body, content_type="text/plain; charset=utf-8")
+        modified = int(current.last_modified.timestamp())
+        response = HttpResponse(current.body, content_type="text/plain; charset=utf-8")
         response["ETag"] = current.etag
-        response["Last-Modified"] = http_date(current.last_modified.timestamp())
+        response["Last-Modified"] = http_date(modified)
+        # If-None-Match (weak or strong, or *) and If-Modified-Since, as RFC 9110 says.
+        response = get_conditional_response(request, etag=current.etag, last_modified=modified, response=response)
         response["Cache-Control"] = "public, max-age=3600"
         response["Content-Security-Policy"] = self.POLICY
         response["X-Frame-Options"] = "DENY"

@@ -6,7 +6,7 @@ from django.template.loader import render_to_string
 
 from disclosure.models import CLOSING_OUTCOMES, Report, Severity, Status, TransitionError
 
-MESSAGE_HELP = "Optional. Emailed to the reporter and shown on their status page. Markdown allowed."
+MESSAGE_HELP = "Emailed to the reporter and shown on their status page. Markdown allowed."
 
 
 class DecisionForm(forms.Form):
@@ -14,7 +14,12 @@ class DecisionForm(forms.Form):
     label = ""  # the button
     done = ""  # the confirmation: "VDP-2026-0001 acknowledged."
     body = forms.CharField(label="Message to the reporter", required=False, max_length=50_000,
-                           widget=forms.Textarea(attrs={"rows": 3}), help_text=MESSAGE_HELP)
+                           widget=forms.Textarea(attrs={"rows": 3}), help_text="Optional. " + MESSAGE_HELP)
+
+    def __init__(self, *args, **kwargs):
+        # Several decision forms share one page: give each its own element ids.
+        kwargs.setdefault("auto_id", f"id_{self.action}_%s")
+        super().__init__(*args, **kwargs)
 
     def apply(self, report: Report, actor):
         return getattr(report, self.action)(actor, body=self.cleaned_data["body"])
@@ -78,8 +83,11 @@ class TriageForm(SeverityFields, DecisionForm):
 
 
 class RateForm(SeverityFields):
-    done = ""
     action, label, done = "rate", "Change severity", "severity changed"
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("auto_id", "id_rate_%s")
+        super().__init__(*args, **kwargs)
 
     def apply(self, report, actor):
         return report.rate(actor, self.cleaned_data["severity"], cvss_vector=self.cleaned_data["cvss_vector"])

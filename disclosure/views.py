@@ -44,7 +44,7 @@ def policy(request):
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
-@limit("submit")
+@limit("form_post")
 def report_form(request):
     if request.method != "POST":
         page = pagecache.blank_report_form(request)
@@ -52,6 +52,7 @@ def report_form(request):
             return HttpResponse(page)
     form = ReportForm(request.POST, request.FILES) if request.method == "POST" else ReportForm()
     if request.method == "POST" and form.is_valid():
+        check_rate(request, "submit")  # reports created; a form sent back with errors does not count
         report, token = Report.submit(
             fields=form.report_fields(),
             files=form.cleaned_data["attachments"],

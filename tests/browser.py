@@ -61,6 +61,9 @@ class BrowserTestCase(StaticLiveServerTestCase):
         import_module("disclosure.migrations.0002_roles").create_roles(apps, None)
         self.enterContext(override_settings(SITE_URL=self.live_server_url))
         cache.clear()
+        from disclosure.models import Programme
+
+        Programme.forget_cached()
         upload_dir = tempfile.mkdtemp(prefix="disclosure-browser-uploads-")
         self.addCleanup(shutil.rmtree, upload_dir, ignore_errors=True)
         self.enterContext(override_settings(MEDIA_ROOT=upload_dir))
@@ -74,7 +77,7 @@ class BrowserTestCase(StaticLiveServerTestCase):
         page.add_init_script(CSP_LISTENER)
         page.on("console", self._console)
         page.on("pageerror", lambda error: self.problems.append(f"page error: {error}"))
-        page.on("requestfailed", lambda request: self.problems.append(f"request failed: {request.url}"))
+        page.on("requestfailed", self._request_failed)
         page.on("response", self._response)
         page.set_default_timeout(15_000)
         return page
@@ -84,6 +87,11 @@ class BrowserTestCase(StaticLiveServerTestCase):
         # browser as a failed resource; failing sub-resources are caught in _response.
         if message.type == "error" and not message.text.startswith("Failed to load resource"):
             self.problems.append(f"console: {message.text}")
+
+    def _request_failed(self, request):
+        # A navigation cancels what the previous page was still loading: not a failure.
+        if "ERR_ABORTED" not in (request.failure or ""):
+            self.problems.append(f"request failed: {request.url} ({request.failure})")
 
     def _response(self, response):
         if response.request.resource_type != "document" and response.status >= 400:

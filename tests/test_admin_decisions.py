@@ -48,6 +48,17 @@ class DecisionPanelTests(BaseTestCase):
             list(self.report.events.filter(actor=self.triager).values_list("kind", flat=True)),
             ["acknowledged", "triaged", "fixing", "resolved"])
 
+    def test_every_field_on_the_page_has_its_own_id(self):
+        import re
+
+        html = self.client.get(self.page).content.decode()
+        ids = re.findall(r'\sid="([^"]+)"', html)
+        self.assertEqual([i for i in set(ids) if ids.count(i) > 1], [])
+        panel = html[html.index('<section class="triage-panel"'):html.index("</section>")]
+        for target in re.findall(r'aria-describedby="([^"]+)"', panel):
+            for element in target.split():
+                self.assertIn(f'id="{element}"', panel)
+
     def test_invalid_decision_is_refused_with_a_clear_message(self):
         page = self.act("triage", {"severity": ""})
         self.assertContains(page, "Triage as valid: Severity: Choose a severity or give a CVSS vector.")

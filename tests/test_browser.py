@@ -128,7 +128,7 @@ class BrowserEncryptionTests(BrowserTestCase):
     def setUpClass(cls):
         cls.gnupg_home = tempfile.mkdtemp(prefix="disclosure-browser-gnupg-")
         with override_settings(GNUPG_HOME=Path(cls.gnupg_home)):
-            cls.fingerprint = pgp.generate_team_key("security@127.0.0.1", "Test team")
+            cls.fingerprint = pgp.generate_team_key("security@localhost", "Test team")
         # The live server reads MIDDLEWARE when it starts: record request bodies from the outset.
         cls._keys = override_settings(GNUPG_HOME=Path(cls.gnupg_home), TEAM_KEY_FINGERPRINT=cls.fingerprint,
                                       MIDDLEWARE=["tests.recording.RecordBodies", *settings.MIDDLEWARE])

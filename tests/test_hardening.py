@@ -96,6 +96,14 @@ class RateLimitTests(BaseTestCase):
         self.assertEqual(Report.objects.count(), 2)
         self.assertEqual(self.submit(REMOTE_ADDR="198.51.100.7").status_code, 302)  # another client
 
+    @override_settings(RATE_LIMITS=rates(submit="1/h", form_post="4/h"))
+    def test_forms_sent_back_with_errors_do_not_use_up_the_submission_limit(self):
+        for _ in range(2):
+            self.assertEqual(self.submit(report_data(title="")).status_code, 400)
+        self.assertEqual(self.submit().status_code, 302)  # the one report allowed
+        self.assertEqual(self.submit().status_code, 429)
+        self.assertEqual(self.submit(report_data(title="")).status_code, 429)  # 5th post of the form
+
     @override_settings(RATE_LIMITS=rates(status="3/m"))
     def test_status_lookups_count_misses_too(self):
         for _ in range(3):

@@ -143,14 +143,14 @@ class ReceiptEmailTests(BaseTestCase):
 
     def test_team_is_told_about_a_new_report_without_its_content(self):
         self.submit()
-        [team] = self.emails_to("security@127.0.0.1")
+        [team] = self.emails_to("security@localhost")
         self.assertEqual(team.subject, "[VDP-2026-0001] New report: Stored XSS in profile page")
         self.assertIn("/admin/disclosure/report/", team.body)
         self.assertNotIn("renders", team.body)
 
     def test_anonymous_reporter_gets_no_email_but_a_working_link(self):
         self.submit(report_data(reporter_email="", reporter_name="", credit="none", credit_name=""))
-        self.assertEqual([m.to for m in mail.outbox], [["security@127.0.0.1"]])
+        self.assertEqual([m.to for m in mail.outbox], [["security@localhost"]])
         page = self.client.get("/report/received/")
         self.assertEqual(self.client.get(f"/status/{self.status_token_in(page.content.decode())}/").status_code, 200)
 

@@ -173,7 +173,7 @@ class NeedsMoreInfoTests(LifecycleTestCase):
         self.assertEqual(self.report.status, Status.ACKNOWLEDGED)
         self.assertEqual(self.report.assess_due_at, end_of(2026, 12, 16))
         self.assertIsNotNone(self.report.assess_next_alert_at)
-        [team] = self.emails_to("security@127.0.0.1")
+        [team] = self.emails_to("security@localhost")
         self.assertEqual(team.subject, "[VDP-2026-0001] The reporter answered your question")
         self.assertIn("now due Wednesday 16 December 2026, 23:59 GMT", team.body)
 

@@ -290,6 +290,6 @@ class OfflineKeyModeTests(BaseTestCase):
 
     def test_emails_go_out_unsigned(self):
         self.submit()
-        [team] = self.emails_to("security@127.0.0.1")
+        [team] = self.emails_to("security@localhost")
         self.assertNotIsInstance(team, PGPMimeEmail)
         self.assertEqual(team.message().get_content_type(), "multipart/alternative")

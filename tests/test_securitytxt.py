@@ -77,6 +77,10 @@ class SignedSecurityTxtTests(TeamKeyMixin, BaseTestCase):
         again = self.get(HTTP_IF_NONE_MATCH=first["ETag"])
         self.assertEqual(again.status_code, 304)
         self.assertEqual(again.content, b"")
+        self.assertEqual(self.get(HTTP_IF_NONE_MATCH="W/" + first["ETag"]).status_code, 304)  # weakened by a proxy
+        self.assertEqual(self.get(HTTP_IF_NONE_MATCH="*").status_code, 304)
+        self.assertEqual(self.get(HTTP_IF_MODIFIED_SINCE=first["Last-Modified"]).status_code, 304)
+        self.assertEqual(self.get(HTTP_IF_NONE_MATCH='"something-else"').status_code, 200)
         self.assertIn("Last-Modified", first)
         self.assertIn("max-age", first["Cache-Control"])
 
@@ -123,6 +127,8 @@ class SignedSecurityTxtTests(TeamKeyMixin, BaseTestCase):
         self.assertIn("Preferred-Languages: en, de", body)
         self.assertIn(f"Hiring: {SITE}/jobs/", body)
         self.assertEqual(validate(body.encode()).errors, [])
+        # The site's pages show the first contact address too.
+        self.assertContains(self.client.get("/policy/", secure=True), "mailto:psirt@security.example.com")
 
     def test_programme_settings_are_validated(self):
         programme = Programme(contact_emails="not an address", preferred_languages="english!!",

@@ -59,6 +59,13 @@ if (form) {
   form.addEventListener("submit", async (event) => {
     if (!checkbox.checked || encrypted) return;
     event.preventDefault();
+    // Catch the usual mistakes while the text is still readable: once encrypted, a form
+    // sent back with errors can only show the ciphertext.
+    if (!form.checkValidity()) {
+      form.reportValidity();
+      status.textContent = "Please complete the highlighted field before sending.";
+      return;
+    }
     const button = form.querySelector("button[type=submit]");
     button.disabled = true;
     status.textContent = "Encrypting in your browser…";

@@ -7,6 +7,7 @@ from disclosure import pgp
 
 
 class Command(BaseCommand):
+    requires_system_checks = []  # it sets up the key the checks look for
     help = ("Import the team's key (ASCII-armored; public only for offline-key mode, or with its secret key "
             "to sign and decrypt on the server) into GNUPG_HOME. Reads a file, or standard input with '-'.")
 
