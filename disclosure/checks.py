@@ -1,5 +1,9 @@
-"""System checks: a misconfiguration fails at start-up (``manage.py check``, ``migrate``,
-``runserver``, ``qcluster``) instead of at 3 a.m."""
+"""System checks: a misconfiguration fails at start-up instead of at 3 a.m.
+
+The production-safety checks are deployment checks: the release step runs ``manage.py
+check --deploy`` and ``config/wsgi.py`` runs them before serving, so gunicorn refuses to
+start on an unsafe configuration, while development commands (makemigrations, tests) work
+with nothing set. The other checks run with every command."""
 
 import shutil
 from datetime import timedelta
@@ -17,8 +21,10 @@ UNSAFE_MAILERS = {
 }
 
 
-@register("disclosure")
+@register("disclosure", deploy=True)
 def check_production_settings(app_configs, **kwargs):
+    """Deployment checks: ``manage.py check --deploy`` (the Procfile's release step) and the
+    WSGI application itself refuse an unsafe configuration while DEBUG is off."""
     errors = []
     if settings.DEBUG:
         return errors
@@ -111,3 +117,14 @@ def check_pgp_mailer(app_configs, **kwargs):
             "and email to reporters who gave a key is not sent at all (never in plaintext).",
             hint="Use your provider's SMTP relay (MAILER=smtp) or MAILER=amazon_ses.", id="disclosure.W004")]
     return []
+
+
+def refuse_unsafe_deployment() -> None:
+    """Raise ``SystemCheckError`` when a deployment check reports an error (used by WSGI)."""
+    from django.core.checks import ERROR, run_checks
+    from django.core.management.base import SystemCheckError
+
+    errors = [m for m in run_checks(include_deployment_checks=True) if m.level >= ERROR and not m.is_silenced()]
+    if errors:
+        raise SystemCheckError("The portal refuses to start on an unsafe configuration:\n" +
+                               "\n".join(f"{m.id}: {m.msg} {m.hint or ''}" for m in errors))

@@ -54,11 +54,12 @@ class ProductionChecksTests(SimpleTestCase):
 
 
 class StartupRefusalTests(SimpleTestCase):
-    def run_check(self, **env):
+    def run_check(self, *args, **env):
         clean = {k: v for k, v in os.environ.items()
                  if k not in ("DEBUG", "SECRET_KEY", "SITE_URL", "MAILER", "DATA_DIR")}
         with tempfile.TemporaryDirectory() as data_dir:  # a fresh machine: no var/ folder yet
-            return subprocess.run([sys.executable, "manage.py", "check"], cwd=settings.BASE_DIR,
+            return subprocess.run([sys.executable, *(args or ("manage.py", "check", "--deploy"))],
+                                  cwd=settings.BASE_DIR,
                                   env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings",
                                        "DATA_DIR": f"{data_dir}/not-yet-created", **env},
                                   capture_output=True, text=True, timeout=120)
@@ -68,12 +69,23 @@ class StartupRefusalTests(SimpleTestCase):
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("disclosure.E001", result.stderr)
 
+    def test_the_wsgi_application_refuses_to_start_on_the_defaults(self):
+        result = self.run_check("-c", "import config.wsgi")
+        self.assertNotEqual(result.returncode, 0)
+        self.assertIn("refuses to start on an unsafe configuration", result.stderr)
+        self.assertIn("disclosure.E001", result.stderr)
+
+    def test_development_commands_work_with_nothing_set(self):
+        result = self.run_check("manage.py", "makemigrations", "--check", "--dry-run")
+        self.assertEqual(result.returncode, 0, result.stderr)
+
     def test_a_typo_in_a_boolean_setting_is_refused(self):
         result = self.run_check(DEBUG="ture")
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("DEBUG must be true or false", result.stderr)
 
     def test_production_settings_start(self):
-        result = self.run_check(SECRET_KEY=GOOD["SECRET_KEY"], SITE_URL=GOOD["SITE_URL"], MAILER="postmark",
-                                ANYMAIL_POSTMARK_SERVER_TOKEN="test-token")
+        production = {"SECRET_KEY": GOOD["SECRET_KEY"], "SITE_URL": GOOD["SITE_URL"], "MAILER": "smtp"}
+        result = self.run_check(**production)
         self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertEqual(self.run_check("-c", "import config.wsgi", **production).returncode, 0)
