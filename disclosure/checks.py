@@ -120,10 +120,15 @@ def check_pgp_mailer(app_configs, **kwargs):
 
 
 def refuse_unsafe_deployment() -> None:
-    """Raise ``SystemCheckError`` when a deployment check reports an error (used by WSGI)."""
+    """Raise ``SystemCheckError`` when a deployment check reports an error (used by WSGI).
+
+    Development (DEBUG on, e.g. ``runserver``) is exempt: its console mailer and plain http
+    are the point there."""
     from django.core.checks import ERROR, run_checks
     from django.core.management.base import SystemCheckError
 
+    if settings.DEBUG:
+        return
     errors = [m for m in run_checks(include_deployment_checks=True) if m.level >= ERROR and not m.is_silenced()]
     if errors:
         raise SystemCheckError("The portal refuses to start on an unsafe configuration:\n" +

@@ -78,6 +78,8 @@ class StartupRefusalTests(SimpleTestCase):
     def test_development_commands_work_with_nothing_set(self):
         result = self.run_check("manage.py", "makemigrations", "--check", "--dry-run")
         self.assertEqual(result.returncode, 0, result.stderr)
+        # runserver loads the WSGI application too: in development it must start.
+        self.assertEqual(self.run_check("-c", "import config.wsgi", DEBUG="true").returncode, 0)
 
     def test_a_typo_in_a_boolean_setting_is_refused(self):
         result = self.run_check(DEBUG="ture")
