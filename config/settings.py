@@ -290,6 +290,7 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 # Staff must pass a second factor (TOTP, django-otp) before using the admin. Always on in
 # production; optional while developing.
 STAFF_2FA_REQUIRED = env_bool("STAFF_2FA_REQUIRED", not DEBUG)
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True  # nobody, Leads included, can read another person's TOTP secret
 OTP_TOTP_ISSUER = env_str("OTP_TOTP_ISSUER", f"{ORGANISATION_NAME} disclosure")
 CSRF_COOKIE_SECURE = _https
 CSRF_COOKIE_HTTPONLY = True

@@ -216,7 +216,7 @@ class ReportAdmin(admin.ModelAdmin):
     # --- Decisions ------------------------------------------------------------------------
     def get_urls(self):
         return [
-            path("<path:object_id>/act/<str:action>/", self.admin_site.admin_view(self.act_view),
+            path("<int:object_id>/act/<str:action>/", self.admin_site.admin_view(self.act_view),
                  name="disclosure_report_act"),
             *super().get_urls(),
         ]
@@ -348,17 +348,17 @@ class OutboundEmailAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
-    @admin.action(description="Retry sending the selected emails", permissions=["change"])
+    @admin.action(description="Retry sending the selected failed emails", permissions=["change"])
     def retry_now(self, request, queryset):
         from disclosure.emails import enqueue_delivery
 
         now = timezone.now()
         count = 0
-        for email in queryset.exclude(state=OutboundEmail.State.SENT):
+        for email in queryset.filter(state=OutboundEmail.State.FAILED):  # pending ones are being tried already
             email.retry(now)
             enqueue_delivery(email.pk)
             count += 1
-        messages.success(request, f"{count} email(s) queued for another attempt.")
+        messages.success(request, f"{count} failed email(s) queued for another attempt.")
 
 
 @admin.register(Programme)

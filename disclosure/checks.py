@@ -71,8 +71,8 @@ def check_queue(app_configs, **kwargs):
 
 @register("disclosure")
 def check_gpg(app_configs, **kwargs):
-    if shutil.which("gpg") is None:
-        return [Warning("The gpg binary was not found on PATH; PGP features will not work.",
+    if shutil.which(settings.GPG_BINARY) is None:
+        return [Warning(f"The gpg binary ({settings.GPG_BINARY}) was not found; PGP features will not work.",
                         hint="Install GnuPG 2.2 or later (apt-get install gnupg).", id="disclosure.W001")]
     return []
 

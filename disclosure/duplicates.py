@@ -27,9 +27,12 @@ def likely_duplicates(report: Report, limit: int = 5) -> list[Report]:
     if connection.vendor == "postgresql":
         from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 
-        vector = (SearchVector("title", weight="A", config="simple")
-                  + SearchVector("asset", weight="A", config="simple")
-                  + SearchVector("description", weight="C", config="simple"))
+        from disclosure.sealed import sealing_enabled
+
+        vector = SearchVector("title", weight="A", config="simple") + SearchVector("asset", weight="A",
+                                                                                  config="simple")
+        if not sealing_enabled():  # sealed descriptions are ciphertext: nothing to match
+            vector += SearchVector("description", weight="C", config="simple")
         query = None
         for word in sorted(words)[:20]:
             term = SearchQuery(word, config="simple")

@@ -71,7 +71,9 @@ def _put(kind, to, context, *, message_id, report=None, event=None, references="
     except IntegrityError:
         log.info("%s to %s already queued (%s)", kind, to, message_id)
         return None
-    transaction.on_commit(lambda: enqueue_delivery(email.pk))
+    # robust: a broker that is down must not turn a saved report into an error page; the
+    # sweep delivers what was not enqueued.
+    transaction.on_commit(lambda: enqueue_delivery(email.pk), robust=True)
     return email
 
 
@@ -218,10 +220,16 @@ def deliver(email_id: int, now=None) -> bool:
         email.mark_failed_attempt(now, "The configured mailer cannot send PGP/MIME, so this encrypted email was "
                                        "not sent. Use SMTP or Amazon SES (see the README).")
         return True
+    subject = email.subject
+    if encrypt_to:
+        # The Subject travels outside the encryption: say nothing there but the tracking ID,
+        # and repeat the real subject as the first line inside.
+        subject = f"[{report.tracking_id}] Encrypted message about your report"
+        text = f"Subject: {email.subject}\n\n{text}"
     sign = mime_capable and pgp.can_decrypt()
     message_class = pgpmime.PGPMimeEmail if (sign or encrypt_to) else EmailMultiAlternatives
     extra = {"sign": sign, "encrypt_to": encrypt_to} if message_class is pgpmime.PGPMimeEmail else {}
-    message = message_class(subject=email.subject, body=text, from_email=settings.DEFAULT_FROM_EMAIL,
+    message = message_class(subject=subject, body=text, from_email=settings.DEFAULT_FROM_EMAIL,
                             to=[email.to], headers=headers, **extra)
     if html and not encrypt_to:
         message.attach_alternative(html, "text/html")

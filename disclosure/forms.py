@@ -16,6 +16,18 @@ from disclosure.models import Credit, Report
 from disclosure.uploads import MultipleFileField
 
 REPLACEMENT_CHAR = "\ufffd"
+SUBMISSION_ID_SALT = "disclosure.report-form.submission-id"
+
+
+def new_submission_id() -> str:
+    return signing.Signer(salt=SUBMISSION_ID_SALT).sign(secrets.token_urlsafe(24))
+
+
+def verified_submission_id(value: str) -> str:
+    try:
+        return signing.Signer(salt=SUBMISSION_ID_SALT).unsign(value) if value else ""
+    except signing.BadSignature:
+        return ""
 SHOWN_AT_SALT = "disclosure.report-form.shown-at"
 
 
@@ -43,11 +55,10 @@ def check_encrypted(text: str) -> None:
 
 def check_encrypted_upload(upload) -> None:
     """An attached ASCII-armored PGP message is checked like a pasted one."""
-    head = upload.read(64)
+    data = upload.read()
     upload.seek(0)
-    if b"-----BEGIN PGP MESSAGE-----" in head:
-        text = upload.read().decode("ascii", "replace")
-        upload.seek(0)
+    if pgp.is_armored_message_file(data):
+        text = data.decode("ascii", "replace")
         try:
             check_encrypted(text)
         except ValidationError as error:
@@ -145,10 +156,15 @@ class ReportForm(TextCheckedForm, forms.ModelForm):
         # Only title and description are required: scripts may leave out everything else.
         self.fields["credit"].required = False
         if not self.is_bound:
-            self.initial.setdefault("submission_id", secrets.token_urlsafe(24))
+            self.initial.setdefault("submission_id", new_submission_id())
             self.initial.setdefault("shown_at", signing.TimestampSigner(salt=SHOWN_AT_SALT).sign("report-form"))
         self.fields["reporter_email"].widget.attrs["autocomplete"] = "email"
         self.fields["reporter_name"].widget.attrs["autocomplete"] = "name"
+
+    def clean_submission_id(self):
+        """Only nonces this server issued count: a made-up or reused value from a script is
+        ignored (no de-duplication), so nobody can reach someone else's report through it."""
+        return verified_submission_id(self.cleaned_data.get("submission_id", ""))
 
     def clean_website(self):
         if self.cleaned_data.get("website"):

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.shortcuts import redirect
 from django.urls import reverse
 
+PROTECTED = ("/admin/", "/staff/")  # the admin, and staff downloads of attachments
 EXEMPT = ("/admin/login/", "/admin/logout/", "/admin/2fa/", "/admin/jsi18n/")
 
 
@@ -13,7 +14,7 @@ class StaffTwoFactorMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        if (settings.STAFF_2FA_REQUIRED and request.path.startswith("/admin/")
+        if (settings.STAFF_2FA_REQUIRED and request.path.startswith(PROTECTED)
                 and not request.path.startswith(EXEMPT)):
             user = getattr(request, "user", None)
             if user is not None and user.is_authenticated and not user.is_verified():

@@ -15,6 +15,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
 
@@ -164,7 +166,8 @@ class ReportQuerySet(models.QuerySet):
 
     def sla_state_filters(self, now) -> dict:
         """One ``Q`` per SLA state, for filters and counts in the database (the same rules
-        as ``Report.sla_state``)."""
+        as ``Report.sla_state``): due soon means due by the end of the next
+        ``SLA_WARN_BUSINESS_DAYS`` business days."""
         today_ends = sla.end_of_local_day(sla.local_date(now))
         soon_ends = sla.end_of_local_day(sla.add_business_days(sla.local_date(now), settings.SLA_WARN_BUSINESS_DAYS))
         running = Q(current_due__isnull=False)
@@ -321,21 +324,28 @@ class Report(models.Model):
         """
         now = now or timezone.now()
         key_hash = tokens.token_hash(submission_key) if submission_key else None
-        with removed_on_failure() as stored, transaction.atomic():
-            if key_hash:
-                existing = cls.objects.select_for_update().filter(submission_key_hash=key_hash).first()
-                if existing is not None:
-                    return existing, StatusLink.mint(existing, now=now)
-            report = cls(**fields, submission_key_hash=key_hash, received_at=now)
-            report.seal()
-            report.tracking_id = TrackingCounter.next_tracking_id(sla.local_date(now).year)
-            report.recompute_deadlines(now)
-            report.full_clean(exclude=["submission_key_hash"])
-            report.save()
-            for upload in files:
-                stored.append(Attachment.store(report, upload, now=now))
-            token = StatusLink.mint(report, now=now)
-            report.record(Event.Kind.RECEIVED, to_status=Status.NEW, now=now, public=True)
+        if key_hash:
+            existing = cls.objects.filter(submission_key_hash=key_hash).first()
+            if existing is not None:
+                return existing, StatusLink.mint(existing, now=now)
+        try:
+            with removed_on_failure() as stored, transaction.atomic():
+                report = cls(**fields, submission_key_hash=key_hash, received_at=now)
+                report.seal()
+                report.tracking_id = TrackingCounter.next_tracking_id(sla.local_date(now).year)
+                report.recompute_deadlines(now)
+                report.full_clean(exclude=["submission_key_hash"])
+                report.save()
+                for upload in files:
+                    stored.append(Attachment.store(report, upload, now=now))
+                token = StatusLink.mint(report, now=now)
+                report.record(Event.Kind.RECEIVED, to_status=Status.NEW, now=now, public=True)
+        except IntegrityError:
+            # Two requests with the same form raced (a double click): the first one won.
+            existing = cls.objects.filter(submission_key_hash=key_hash).first() if key_hash else None
+            if existing is None:
+                raise
+            return existing, StatusLink.mint(existing, now=now)
         return report, token
 
     def seal(self):
@@ -428,10 +438,11 @@ class Report(models.Model):
                     return SlaState.PAUSED
                 if now > due:
                     return SlaState.OVERDUE
-                if sla.local_date(now) == sla.local_date(due):
+                today, due_day = sla.local_date(now), sla.local_date(due)
+                if due_day == today:
                     return SlaState.DUE_TODAY
-                if now >= sla.warning_time(due, settings.SLA_WARN_BUSINESS_DAYS):
-                    return SlaState.DUE_SOON
+                if due_day <= sla.add_business_days(today, settings.SLA_WARN_BUSINESS_DAYS):
+                    return SlaState.DUE_SOON  # the same rule as sla_state_filters
                 return SlaState.ON_TRACK
         if Milestone.LATE in (self.ack_milestone, self.assess_milestone):
             return SlaState.MET_LATE
@@ -558,6 +569,9 @@ class Report(models.Model):
             raise TransitionError("Choose a severity or give a CVSS vector.")
         with transaction.atomic():
             self._lock()
+            if self.status not in ACTIONS["rate"]:
+                raise TransitionError(f"{self.tracking_id} is {self.get_status_display().lower()}: triage it as "
+                                      "valid to give it a severity.")
             self._apply_severity(severity, score)
             self.save()
             return self.record(Event.Kind.SEVERITY_SET, actor=actor, now=now, data={
@@ -702,21 +716,25 @@ class Report(models.Model):
             self._lock()
             if self.purged_at or self.legal_hold:
                 return {}
-            files = [a.file.name for a in self.attachments.all()]
             removed = {
                 "attachments": self.attachments.all().delete()[0],
                 "messages": self.messages.all().delete()[0],
                 "emails": self.emails.update(body_text="", body_html="", to="", subject=f"[{self.tracking_id}]"),
+                "emails_cancelled": self.emails.filter(state=OutboundEmail.State.PENDING).update(
+                    state=OutboundEmail.State.FAILED, last_error="Cancelled: the report was purged."),
                 "reporter_key": bool(self.reporter_key),
                 "status_links": self.status_links.all().delete()[0],
             }
             for name in ("description", "steps_to_reproduce", "impact"):
                 setattr(self, name, self.PURGED if name == "description" else "")
             self.reporter_name = self.reporter_email = self.reporter_key = self.reporter_key_fingerprint = ""
+            self.vulnerability_type = ""
             self.purged_at = now
             self.save()
-            self._add_event(Event.Kind.PURGED, now=now, data={k: v for k, v in removed.items()})
-            transaction.on_commit(lambda: _delete_files(files))
+            # Event details that quoted the reporter's data (edits, credit, key) go too.
+            self.events.filter(kind__in=[Event.Kind.UPDATED, Event.Kind.CREDIT_CHANGED, Event.Kind.KEY_CHANGED]
+                               ).update(data={})
+            self._add_event(Event.Kind.PURGED, now=now, data=removed)
         return removed
 
     # --- SLA alerts -----------------------------------------------------------------------
@@ -744,13 +762,6 @@ class Report(models.Model):
             if self.events.filter(kind=kind).exists():
                 return None
             return self.record(kind, now=now, data={"due": due.isoformat()})
-
-
-def _delete_files(names):
-    from django.core.files.storage import default_storage
-
-    for name in names:
-        default_storage.delete(name)
 
 
 class StatusLink(models.Model):
@@ -884,7 +895,8 @@ class Attachment(models.Model):
         from disclosure import pgp, sealed
 
         data = upload.read()
-        encrypted = pgp.looks_encrypted(data[:100].decode("ascii", "replace"))
+        # The same rule as the form, which checked such a file is encrypted to the team key.
+        encrypted = pgp.is_armored_message_file(data)
         stored = data
         if not encrypted and sealed.sealing_enabled():
             stored, encrypted = pgp.encrypt_to_team(data, armor=False), True
@@ -1069,7 +1081,7 @@ class OutboundEmail(models.Model):
 
     def retry(self, now):
         """Put a failed email back in the queue (staff action)."""
-        OutboundEmail.objects.filter(pk=self.pk).exclude(state=self.State.SENT).update(
+        OutboundEmail.objects.filter(pk=self.pk, state=self.State.FAILED).update(
             state=self.State.PENDING, attempts=0, next_attempt_at=now)
 
 
@@ -1175,3 +1187,12 @@ class Programme(models.Model):
             errors["preferred_languages"] = "Use language tags such as “en” or “en, pt-BR”."
         if errors:
             raise ValidationError(errors)
+
+
+@receiver(post_delete, sender=Attachment)
+def delete_attachment_file(sender, instance, **kwargs):
+    """A deleted attachment (a purge, or a Lead deleting a report) takes its file with it,
+    once the deletion has committed."""
+    name, storage = instance.file.name, instance.file.storage
+    if name:
+        transaction.on_commit(lambda: storage.delete(name))

@@ -8,7 +8,6 @@ small template. Anything that would make the page differ per visitor (flash mess
 bypasses the cache.
 """
 
-import secrets
 from functools import lru_cache
 
 from django.conf import settings
@@ -43,9 +42,9 @@ def blank_report_form(request) -> str | None:
     """The page for a GET of the form, or None when it must be rendered normally."""
     if len(get_messages(request)):
         return None
-    from disclosure.forms import SHOWN_AT_SALT
+    from disclosure.forms import SHOWN_AT_SALT, new_submission_id
 
     return (_blank_form_page(_settings_key())
             .replace(CSRF, get_token(request))
-            .replace(NONCE, secrets.token_urlsafe(24))
+            .replace(NONCE, new_submission_id())
             .replace(SHOWN, signing.TimestampSigner(salt=SHOWN_AT_SALT).sign("report-form")))

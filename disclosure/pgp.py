@@ -186,6 +186,11 @@ def looks_encrypted(text: str) -> bool:
     return BEGIN_MESSAGE in (text or "")
 
 
+def is_armored_message_file(data: bytes) -> bool:
+    """A file counts as a PGP message when it starts (after blank space) with the armor line."""
+    return data.lstrip()[:len(BEGIN_MESSAGE)] == BEGIN_MESSAGE.encode()
+
+
 def looks_like_pgp(text: str) -> bool:
     """An encrypted message, or a signed one (which we refuse: it is not confidential)."""
     return looks_encrypted(text) or "-----BEGIN PGP SIGNED MESSAGE-----" in (text or "")

@@ -127,7 +127,19 @@ class HostileFileNameTests(BaseTestCase):
         staff_without_permission = self.stranger
         staff_without_permission.is_staff = True
         staff_without_permission.save()
+        self.login(staff_without_permission)
         self.assertEqual(self.client.get(url).status_code, 403)
+
+    @override_settings(STAFF_2FA_REQUIRED=True)
+    def test_staff_download_needs_the_second_factor_too(self):
+        report, _ = make_report(files=[upload()])
+        url = f"/staff/attachments/{report.attachments.get().pk}/"
+        self.login(self.triager, verified=False)  # a stolen password alone
+        response = self.client.get(url)
+        self.assertEqual(response.status_code, 302)
+        self.assertTrue(response["Location"].startswith("/admin/2fa/"))
+        self.login(self.triager)
+        self.assertEqual(self.client.get(url).status_code, 200)
 
 
 @time_machine.travel(MONDAY_10AM, tick=False)

@@ -1,11 +1,13 @@
 """The intake loop, driven through HTTP: form, confirmation, receipt email, status page."""
 
+import threading
+import unittest
 from datetime import timedelta
 
 import time_machine
 from django.core import mail
 from django.db import connection
-from django.test import Client, override_settings
+from django.test import Client, TransactionTestCase, override_settings
 from django.test.utils import CaptureQueriesContext
 
 from disclosure.models import Attachment, Event, OutboundEmail, Report, Status, StatusLink
@@ -89,8 +91,16 @@ class ReportFormTests(BaseTestCase):
         self.submit()
         self.assertEqual(Report.objects.get().tracking_id, "SEC-2026-0001")
 
+    def test_a_made_up_submission_id_is_ignored(self):
+        # Scripts (or an attacker) reusing a value the server did not issue get no shortcut
+        # to somebody else's report: each post is a new report.
+        data = report_data(submission_id="hard-coded-in-a-script")
+        self.submit(data)
+        self.submit(data)
+        self.assertEqual(Report.objects.count(), 2)
+
     def test_double_submit_of_the_same_form_creates_one_report(self):
-        data = report_data(submission_id="form-nonce-1234567890")
+        data = report_data(submission_id=self.blank_form_values()["submission_id"])
         first = self.submit(data)
         second = self.submit(data)
         self.assertEqual(Report.objects.count(), 1)
@@ -295,3 +305,31 @@ class OverdueOnStatusPageTests(BaseTestCase):
         with time_machine.travel(MONDAY_10AM + timedelta(days=5), tick=False):
             page = self.client.get(f"/status/{token}/")
         self.assertContains(page, "Overdue: it was due by Thursday 3 December 2026, 23:59 GMT. We are sorry")
+
+
+@unittest.skipUnless(connection.vendor == "postgresql", "needs concurrent transactions (PostgreSQL)")
+class DoubleClickRaceTests(TransactionTestCase):
+    def test_two_simultaneous_posts_of_one_form_make_one_report(self):
+        from disclosure.forms import new_submission_id, verified_submission_id
+
+        key = verified_submission_id(new_submission_id())
+        barrier, results, errors = threading.Barrier(2), [], []
+
+        def post():
+            try:
+                barrier.wait()
+                results.append(Report.submit(fields=report_data(), submission_key=key))
+            except Exception as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+            finally:
+                connection.close()
+
+        threads = [threading.Thread(target=post) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        self.assertEqual(errors, [])
+        self.assertEqual(Report.objects.count(), 1)
+        for report, token in results:
+            self.assertEqual(StatusLink.find_report(token), Report.objects.get())

@@ -224,8 +224,9 @@ class AnonymousReporterTests(BaseTestCase):
 
 class SlaStateTests(BaseTestCase):
     def test_badges_follow_the_running_milestone(self):
-        report, _ = make_report()  # Monday; ack due Thursday 23:59, warning from Wednesday 23:59
+        report, _ = make_report()  # Monday; ack due Thursday 23:59
         self.assertEqual(report.sla_state(TUESDAY), SlaState.ON_TRACK)
+        self.assertEqual(report.sla_state(datetime(2026, 12, 2, 12, 0, tzinfo=UTC)), SlaState.DUE_SOON)  # Wed
         self.assertEqual(report.sla_state(datetime(2026, 12, 3, 0, 30, tzinfo=UTC)), SlaState.DUE_TODAY)
         self.assertEqual(report.sla_state(FRIDAY), SlaState.OVERDUE)
         report.acknowledge(self.triager, now=FRIDAY)

@@ -39,7 +39,8 @@ class MetricsTests(BaseTestCase):
                                   "met": 1, "met_late": 0})
 
     def test_database_filters_agree_with_the_badges(self):
-        for now in [MONDAY_10AM, datetime(2026, 12, 3, 9, 0, tzinfo=UTC), FRIDAY, MONDAY_10AM + timedelta(days=14)]:
+        for now in [MONDAY_10AM, datetime(2026, 12, 2, 12, 0, tzinfo=UTC), datetime(2026, 12, 3, 9, 0, tzinfo=UTC),
+                    FRIDAY, MONDAY_10AM + timedelta(days=14)]:
             for report in Report.objects.all():
                 state = report.sla_state(now)
                 with self.subTest(report=report.title, now=now):

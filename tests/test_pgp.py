@@ -91,6 +91,14 @@ class EncryptedReportsInTests(TeamKeyMixin, BaseTestCase):
         self.assertEqual(download.content, b"exploit code")
         self.assertIn('filename="exploit.py"', download["Content-Disposition"])
 
+    def test_a_file_that_merely_contains_an_armor_line_is_still_encrypted_at_rest(self):
+        content = b"x" * 40 + b"-----BEGIN PGP MESSAGE-----\nnot really\n-----END PGP MESSAGE-----\n"
+        self.submit(files=[upload("notes.txt", content)])
+        attachment = Attachment.objects.get()
+        self.assertTrue(attachment.encrypted)
+        self.assertNotIn(b"not really", Path(attachment.file.path).read_bytes())
+        self.assertEqual(attachment.read_plain()[0], content)
+
     def test_reporter_messages_are_sealed_too(self):
         self.submit()
         token = self.status_token_in(self.client.get("/report/received/", secure=True).content.decode())
@@ -150,6 +158,7 @@ class ReporterKeyTests(TeamKeyMixin, BaseTestCase):
         [receipt] = self.emails_to("ada@researcher.example")
         outer = parse(receipt)
         raw = wire(receipt)
+        self.assertEqual(outer["Subject"], "[VDP-2026-0001] Encrypted message about your report")
         self.assertEqual(outer.get_content_type(), "multipart/encrypted")
         self.assertEqual(outer.get_param("protocol"), "application/pgp-encrypted")
         self.assertNotIn(b"Tracking ID", raw)
@@ -164,6 +173,7 @@ class ReporterKeyTests(TeamKeyMixin, BaseTestCase):
         self.assertEqual(decrypted.returncode, 0, decrypted.stderr)
         data, signature = signed_parts(decrypted.stdout)
         self.assertIn(b"Tracking ID: VDP-2026-0001", data.replace(b"=\r\n", b""))
+        self.assertIn(b"Subject: [VDP-2026-0001] We received your vulnerability report", data.replace(b"=\r\n", b""))
         self.assertNotIn(b"text/html", decrypted.stdout)
         self.assertTrue(self.verify_with_team_key(data, signature))
         self.assertFalse(self.verify_with_team_key(data.replace(b"VDP", b"XDP"), signature))
