@@ -147,7 +147,7 @@ def key_expiry(key, now):
 
 
 REPORTER_STAGES = {
-    Event.Kind.ACKNOWLEDGED, Event.Kind.INFO_REQUESTED, Event.Kind.TRIAGED, Event.Kind.FIXING,
+    Event.Kind.REOPENED, Event.Kind.ACKNOWLEDGED, Event.Kind.INFO_REQUESTED, Event.Kind.TRIAGED, Event.Kind.FIXING,
     Event.Kind.RESOLVED, Event.Kind.DISCLOSED, Event.Kind.CLOSED, Event.Kind.TEAM_MESSAGE,
 }
 WARNINGS = {Event.Kind.ACK_WARNING, Event.Kind.ASSESS_WARNING}
@@ -172,7 +172,7 @@ def notify(event: Event) -> list:
     elif event.kind == Event.Kind.LINKS_REISSUED:
         if to_reporter:
             queued.append(_queue("reporter-links", event, report.reporter_email, status_link=True))
-    elif event.kind in (Event.Kind.REPORTER_MESSAGE, Event.Kind.INFO_PROVIDED):
+    elif event.kind in (Event.Kind.REPORTER_MESSAGE, Event.Kind.INFO_PROVIDED, Event.Kind.WITHDRAWN):
         queued.append(reporter_replied_to_team(event))
     elif event.kind in WARNINGS:
         recipients = {settings.SECURITY_TEAM_EMAIL}

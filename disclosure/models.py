@@ -56,6 +56,7 @@ ACTIONS = {
     "disclose": frozenset({Status.RESOLVED}),
     "close": OPEN_STATUSES,
     "rate": frozenset({Status.TRIAGED, Status.FIXING, Status.RESOLVED, Status.DISCLOSED}),
+    "reopen": CLOSING_OUTCOMES | {Status.WITHDRAWN},
 }
 FINISHED_STATUSES = frozenset({Status.RESOLVED, Status.DISCLOSED, Status.WITHDRAWN} | CLOSING_OUTCOMES)
 
@@ -617,6 +618,28 @@ class Report(models.Model):
             data["duplicate_of"] = duplicate_of.tracking_id
         return self._transition(outcome, Event.Kind.CLOSED, allowed_from=ACTIONS["close"], actor=actor, now=now,
                                 body=body, changes=changes, data=data)
+
+    def reopen(self, actor, *, body="", now=None):
+        """Bring a closed or withdrawn report back to the queue (acknowledged)."""
+        now = now or timezone.now()
+
+        def changes(report):
+            report.closed_at = None
+            report.duplicate_of = None
+
+        return self._transition(Status.ACKNOWLEDGED, Event.Kind.REOPENED, allowed_from=ACTIONS["reopen"],
+                                actor=actor, now=now, body=body, changes=changes)
+
+    def withdraw(self, *, now=None):
+        """The reporter takes the report back (from the status page); the team is told."""
+        now = now or timezone.now()
+
+        def changes(report):
+            report.closed_at = now
+            report._end_pause()
+
+        return self._transition(Status.WITHDRAWN, Event.Kind.WITHDRAWN, allowed_from=OPEN_STATUSES, actor=None,
+                                now=now, changes=changes)
 
     def _end_pause(self):
         self.status_before_info = ""

@@ -41,6 +41,10 @@ class DiscloseForm(DecisionForm):
     action, label, done = "disclose", "Disclose", "disclosed"
 
 
+class ReopenForm(DecisionForm):
+    action, label, done = "reopen", "Reopen", "reopened"
+
+
 class RequestInfoForm(DecisionForm):
     action, label, done = "request_info", "Ask for more information", "question sent to the reporter"
     body = forms.CharField(label="Question for the reporter", max_length=50_000,
@@ -139,6 +143,6 @@ class NoteForm(DecisionForm):
 
 DECISIONS = {form.action: form for form in (
     AcknowledgeForm, RequestInfoForm, TriageForm, RateForm, StartFixForm, ResolveForm, DiscloseForm, CloseForm,
-    MessageForm, NoteForm)}
+    MessageForm, NoteForm, ReopenForm)}
 
 __all__ = ["DECISIONS", "CloseForm", "TransitionError"]

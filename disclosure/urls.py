@@ -14,6 +14,7 @@ urlpatterns = [
     path("status/", views.lost_link, name="lost-link"),
     re_path(rf"^status/{TOKEN}/export\.json$", views.status_export, name="status-export"),
     re_path(rf"^status/{TOKEN}/key/$", views.status_key, name="status-key"),
+    re_path(rf"^status/{TOKEN}/withdraw/$", views.status_withdraw, name="status-withdraw"),
     re_path(rf"^status/{TOKEN}/credit/$", views.status_credit, name="status-credit"),
     path(".well-known/security.txt", views.security_txt, name="security-txt"),
     path("security.txt", views.security_txt_redirect),

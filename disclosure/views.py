@@ -222,6 +222,19 @@ def hall_of_fame(request):
 
 
 @require_http_methods(["POST"])
+def status_withdraw(request, token):
+    report = _report_for(request, token)
+    if request.POST.get("confirm") != "withdraw":
+        messages.error(request, "Tick the box to confirm that you want to withdraw the report.")
+    elif not report.is_open:
+        messages.error(request, "This report is already closed.")
+    else:
+        report.withdraw()
+        messages.success(request, "Your report was withdrawn. Thank you for letting us know.")
+    return redirect("status", token=token)
+
+
+@require_http_methods(["POST"])
 def status_key(request, token):
     report = _report_for(request, token)
     form = ReporterKeyForm(request.POST)

@@ -233,3 +233,31 @@ class SlaStateTests(BaseTestCase):
         self.assertEqual(report.sla_state(FRIDAY), SlaState.ON_TRACK)  # now the assessment runs
         report.triage(self.triager, "low", now=FRIDAY)
         self.assertEqual(report.sla_state(FRIDAY), SlaState.MET_LATE)
+
+
+class WithdrawAndReopenTests(LifecycleTestCase):
+    def test_the_reporter_withdraws_from_the_status_page_and_the_team_is_told(self):
+        url = f"/status/{self.token}/withdraw/"
+        unconfirmed = self.client.post(url, follow=True)
+        self.assertContains(unconfirmed, "Tick the box to confirm")
+        self.assertEqual(Report.objects.get().status, Status.NEW)
+        with self.captureOnCommitCallbacks(execute=True):
+            self.client.post(url, {"confirm": "withdraw"})
+        report = Report.objects.get()
+        self.assertEqual(report.status, Status.WITHDRAWN)
+        self.assertEqual((report.ack_milestone, report.assess_milestone), (Milestone.NOT_NEEDED, Milestone.NOT_NEEDED))
+        self.assertIsNone(report.ack_next_alert_at)
+        [team] = self.emails_to("security@localhost")
+        self.assertEqual(team.subject, "[VDP-2026-0001] The reporter withdrew the report")
+        self.assertContains(self.status_page(), "Withdrawn at your request.")
+
+    def test_staff_reopen_a_closed_report_and_the_reporter_hears_of_it(self):
+        with self.assertRaises(TransitionError):
+            self.act("reopen", now=TUESDAY)
+        self.act("close", "not_applicable", now=TUESDAY)
+        mail.outbox.clear()
+        self.act("reopen", now=THURSDAY, body="We found a way to reproduce it after all.")
+        self.assertEqual((self.report.status, self.report.closed_at), (Status.ACKNOWLEDGED, None))
+        message = self.reporter_mail()
+        self.assertEqual(message.subject, "[VDP-2026-0001] Your report has been reopened")
+        self.assertIn("We found a way to reproduce it after all.", message.body)
