@@ -73,6 +73,23 @@ class HeaderTests(BaseTestCase):
                 self.assertNotRegex(text, r"\sstyle=", "style attribute")
                 self.assertNotRegex(text, r"\son[a-z]+=", "event handler attribute")
 
+    def test_gunicorn_announces_no_version(self):
+        from gunicorn.http.wsgi import Response
+
+        self.assertNotRegex(Response.__init__.__globals__["SERVER"], r"\d")  # "Server: gunicorn"
+
+    def test_cookies_are_secure_when_the_site_is_https(self):
+        import os
+        import subprocess
+        import sys
+
+        env = {**os.environ, "SITE_URL": "https://security.example.com", "DJANGO_SETTINGS_MODULE": "config.settings"}
+        script = ("import django; django.setup(); from django.conf import settings as s; "
+                  "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS)")
+        out = subprocess.run([sys.executable, "-c", script],
+                             cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, check=True).stdout
+        self.assertEqual(out.split(), ["True", "True", "31536000"])
+
     def test_cookies(self):
         response = self.client.get("/report/")
         csrf = response.cookies["csrftoken"]
