@@ -39,7 +39,7 @@ def shoot(base: str, status_url: str, out: Path):
             page.wait_for_load_state()
             page.goto(base + "/admin/disclosure/report/")
             page.screenshot(path=out / f"admin-queue-{size}.png")
-            page.locator("table#result_list a").nth(0).click()
+            page.locator("table#result_list tbody th a").first.click()
             page.wait_for_load_state()
             page.screenshot(path=out / f"admin-report-{size}.png", full_page=True)
             page.goto(base + "/admin/metrics/")
