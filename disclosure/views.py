@@ -221,6 +221,11 @@ def hall_of_fame(request):
     return render(request, "disclosure/hall_of_fame.html", {"credits": Report.objects.hall_of_fame()})
 
 
+def _flash_errors(request, form):
+    """Small status-page forms answer with a redirect: their errors travel as a message."""
+    messages.error(request, " ".join(" ".join(errors) for errors in form.errors.values()))
+
+
 @require_http_methods(["POST"])
 def status_withdraw(request, token):
     report = _report_for(request, token)
@@ -244,7 +249,7 @@ def status_key(request, token):
         messages.success(request, f"Emails to you are now encrypted to {key.fingerprint}." if key else
                          "Your key was removed; emails to you are no longer encrypted.")
     else:
-        messages.error(request, " ".join(" ".join(errors) for errors in form.errors.values()))
+        _flash_errors(request, form)
     return redirect("status", token=token)
 
 
@@ -256,7 +261,7 @@ def status_credit(request, token):
         report.set_credit(form.cleaned_data["credit"], form.cleaned_data["credit_name"])
         messages.success(request, "Your credit preference was saved.")
     else:
-        messages.error(request, " ".join(" ".join(errors) for errors in form.errors.values()))
+        _flash_errors(request, form)
     return redirect("status", token=token)
 
 
