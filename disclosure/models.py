@@ -6,6 +6,7 @@ updates fields and deadlines, and records an ``Event``. Events drive notificatio
 transaction and delivered by the task queue after commit.
 """
 
+import functools
 import re
 import uuid
 from datetime import datetime, timedelta
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F, Q
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
@@ -252,6 +253,8 @@ class Report(models.Model):
     info_requested_at = models.DateTimeField(null=True, blank=True, editable=False,
                                              help_text="Start of the current pause of the assessment clock.")
     updated_at = models.DateTimeField(auto_now=True)
+    revision = models.PositiveIntegerField(default=0, editable=False,
+                                           help_text="Counts saves; with updated_at it dates the cached status page.")
 
     # Deadlines, stored so the sweep can find what is due with an indexed query.
     ack_due_at = models.DateTimeField("acknowledgement due", null=True, blank=True)
@@ -296,6 +299,12 @@ class Report(models.Model):
 
     def __str__(self):
         return f"{self.tracking_id}: {self.title}"
+
+    def save(self, *args, **kwargs):
+        self.revision += 1
+        if kwargs.get("update_fields") is not None:
+            kwargs["update_fields"] = {*kwargs["update_fields"], "revision"}
+        super().save(*args, **kwargs)
 
     # --- Reading ------------------------------------------------------------------------
     @property
@@ -826,9 +835,52 @@ class StatusLink(models.Model):
             return None
         return link.report
 
+    @classmethod
+    def page_version(cls, token: str, now: datetime) -> tuple | None:
+        """What decides whether a report's status page changed, for an active token, in one
+        indexed query: ``(report id, updated_at, revision, ack deadline passed, assessment
+        deadline passed, last public event id)``, or None.
+
+        Every change to a report saves it (moving ``revision`` and ``updated_at``) or adds
+        an event. Hand-written
+        SQL because this runs on every view of a status page and the ORM takes longer to
+        compile the query than the database takes to answer it.
+        """
+        if not token or len(token) > 100:
+            return None
+        sql = _page_version_sql(connection.vendor)
+        moment = connection.ops.adapt_datetimefield_value(now)
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [moment, moment, tokens.token_hash(token)])
+            row = cursor.fetchone()
+        if row is None or not tokens.hashes_match(row[-1], token):
+            return None
+        report_id, updated_at, revision, ack_passed, assess_passed, last_public_event, _ = row
+        return (report_id, updated_at, revision, bool(ack_passed), bool(assess_passed), last_public_event)
+
     @staticmethod
     def url(token: str) -> str:
         return settings.SITE_URL + reverse("status", args=[token])
+
+
+@functools.cache
+def _page_version_sql(_vendor: str) -> str:
+    """The query behind ``StatusLink.page_version``, built once from the models' metadata."""
+    link, report, event = StatusLink._meta, Report._meta, Event._meta
+    table = connection.ops.quote_name
+
+    def column(meta, name):
+        return f"{table(meta.db_table)}.{table(meta.get_field(name).column)}"
+
+    report_id, link_report = column(report, "id"), column(link, "report")
+    # Only table and column names from the models are interpolated; values are parameters.
+    last_public_event = (f"SELECT MAX({column(event, 'id')}) FROM {table(event.db_table)} "  # noqa: S608  # nosec B608
+                         f"WHERE {column(event, 'report')} = {report_id} AND {column(event, 'public')}")
+    return (f"SELECT {report_id}, {column(report, 'updated_at')}, {column(report, 'revision')}, "  # noqa: S608  # nosec B608
+            f"{column(report, 'ack_due_at')} < %s, {column(report, 'assess_due_at')} < %s, "
+            f"({last_public_event}), {column(link, 'token_hash')} "
+            f"FROM {table(link.db_table)} INNER JOIN {table(report.db_table)} ON {link_report} = {report_id} "
+            f"WHERE {column(link, 'token_hash')} = %s AND {column(link, 'revoked_at')} IS NULL")
 
 
 class Message(models.Model):

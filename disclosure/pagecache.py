@@ -1,13 +1,24 @@
-"""The blank report form, rendered once per process.
+"""Pages rendered once and reused, with per-request values substituted.
 
-Rendering a form with a dozen fields costs several milliseconds of CPU per request. The
-blank form is the same for everyone except three values: the CSRF token, the one-time
-submission nonce and the signed time the form was shown. The page is rendered once with
-placeholders for those and each request substitutes fresh values, so it is as cheap as a
-small template. Anything that would make the page differ per visitor (flash messages)
-bypasses the cache.
+Rendering a template with forms costs several milliseconds of CPU per request, ten times
+what the rest of a request costs. Two pages are read far more often than they change:
+
+- The blank report form is the same for everyone except three values: the CSRF token,
+  the one-time submission nonce and the signed time the form was shown.
+- A report's status page changes only when the report changes (a save moves
+  ``updated_at``), a public event is added, or a deadline passes. It is rendered once per
+  such version, with placeholders for the CSRF token and the status token (a report can
+  have several live links), and kept in this process's memory only, for a few minutes,
+  like decrypted values (see disclosure.sealed): it holds the reporter's decrypted text.
+
+Anything that would make a page differ per visitor (flash messages, a form sent back with
+errors) bypasses the cache.
 """
 
+import secrets
+import threading
+import time
+from collections import OrderedDict
 from functools import lru_cache
 
 from django.conf import settings
@@ -15,27 +26,30 @@ from django.contrib.messages import get_messages
 from django.core import signing
 from django.middleware.csrf import get_token
 from django.template.loader import render_to_string
+from django.utils import timezone
 
 from disclosure.context_processors import programme
 
-CSRF, NONCE, SHOWN = "__CSRF_PLACEHOLDER__", "__NONCE_PLACEHOLDER__", "__SHOWN_PLACEHOLDER__"
+# Random per process, so that no text a reporter writes can be mistaken for a placeholder.
+CSRF, NONCE, SHOWN, TOKEN = (f"{name}{secrets.token_hex(16)}" for name in ("csrf", "nonce", "shown", "token"))
 
 
+def _settings_key():
+    """Everything the public pages show that can change while the process runs."""
+    from disclosure.models import Programme
+
+    return (Programme.public_contact(), settings.TEAM_KEY_FINGERPRINT, settings.ORGANISATION_NAME,
+            settings.SECURITY_TEAM_EMAIL, settings.SLA_ACKNOWLEDGE_DAYS, settings.SLA_ASSESS_DAYS,
+            settings.MAX_ATTACHMENTS, settings.STATIC_URL, settings.TIME_ZONE)
+
+
+# --- The blank report form -----------------------------------------------------------------
 @lru_cache(maxsize=8)
 def _blank_form_page(_settings_key) -> str:
     from disclosure.forms import ReportForm
 
     form = ReportForm(initial={"submission_id": NONCE, "shown_at": SHOWN})
     return render_to_string("disclosure/report_form.html", {**programme(None), "form": form, "csrf_token": CSRF})
-
-
-def _settings_key():
-    """Everything the blank page shows that can change while the process runs."""
-    from disclosure.models import Programme
-
-    return (Programme.public_contact(), settings.TEAM_KEY_FINGERPRINT, settings.ORGANISATION_NAME,
-            settings.SECURITY_TEAM_EMAIL, settings.SLA_ACKNOWLEDGE_DAYS, settings.SLA_ASSESS_DAYS,
-            settings.MAX_ATTACHMENTS, settings.STATIC_URL, settings.TIME_ZONE)
 
 
 def blank_report_form(request) -> str | None:
@@ -48,3 +62,61 @@ def blank_report_form(request) -> str | None:
             .replace(CSRF, get_token(request))
             .replace(NONCE, new_submission_id())
             .replace(SHOWN, signing.TimestampSigner(salt=SHOWN_AT_SALT).sign("report-form")))
+
+
+# --- Status pages ----------------------------------------------------------------------
+STATUS_PAGES = 256
+STATUS_PAGE_SECONDS = 600
+_status_pages: OrderedDict[tuple, tuple[str, float]] = OrderedDict()
+_status_lock = threading.Lock()
+
+
+def status_context(report, token, form, *, now=None) -> dict:
+    """What the status page template needs (shared by the cached and the normal render)."""
+    return {
+        "report": report,
+        "events": report.public_events(),
+        "attachments": report.attachments.filter(message__isnull=True),
+        "form": form,
+        "token": token,
+        "now": now or timezone.now(),
+    }
+
+
+def status_page(request, token) -> str | None:
+    """The status page for a GET by an active link, or None when it must be rendered
+    normally (or the link opens nothing)."""
+    from disclosure.forms import FollowUpForm
+    from disclosure.models import Report, StatusLink
+
+    if len(get_messages(request)):
+        return None
+    now = timezone.now()
+    version = StatusLink.page_version(token, now)
+    if version is None:
+        return None
+    key = (*version, _settings_key())
+    clock = time.monotonic()
+    with _status_lock:
+        hit = _status_pages.get(key)
+        if hit and clock - hit[1] < STATUS_PAGE_SECONDS:
+            _status_pages.move_to_end(key)
+            page = hit[0]
+        else:
+            page = None
+    if page is None:
+        report = Report.objects.get(pk=version[0])
+        context = {**programme(None), **status_context(report, TOKEN, FollowUpForm(), now=now), "csrf_token": CSRF}
+        page = render_to_string("disclosure/status.html", context)
+        with _status_lock:
+            _status_pages[key] = (page, clock)
+            while len(_status_pages) > STATUS_PAGES:
+                _status_pages.popitem(last=False)
+    return page.replace(CSRF, get_token(request)).replace(TOKEN, token)
+
+
+def forget() -> None:
+    """Drop every cached page (tests, and after changing the programme's settings)."""
+    _blank_form_page.cache_clear()
+    with _status_lock:
+        _status_pages.clear()

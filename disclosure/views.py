@@ -11,7 +11,6 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
-from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_http_methods, require_safe
 
@@ -86,9 +85,11 @@ def report_received(request):
 
 
 def _report_for(request, token: str) -> Report:
-    """The report a status token opens; every lookup, hit or miss, counts against the limit."""
-    check_rate(request, "status", methods=("GET", "HEAD", "POST"))
+    """The report a status token opens. Misses count against the address's limit (that is
+    what stops guessing) and so does every post; reading a page by its link does not."""
     report = StatusLink.find_report(token)
+    if report is None or request.method == "POST":
+        check_rate(request, "status", methods=("GET", "HEAD", "POST"))  # one counter for both
     if report is None:
         raise Http404
     return report
@@ -96,6 +97,10 @@ def _report_for(request, token: str) -> Report:
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def status(request, token):
+    if request.method != "POST":
+        page = pagecache.status_page(request, token)
+        if page is not None:
+            return _private(HttpResponse(page))
     report = _report_for(request, token)
     form = FollowUpForm(request.POST, request.FILES) if request.method == "POST" else FollowUpForm()
     if request.method == "POST":
@@ -106,15 +111,8 @@ def status(request, token):
             report.add_reporter_message(form.cleaned_data["body"], form.cleaned_data["attachments"])
             messages.success(request, "Your message was sent to the security team.")
             return redirect("status", token=token)
-    context = {
-        "report": report,
-        "events": report.public_events(),
-        "attachments": report.attachments.filter(message__isnull=True),
-        "form": form,
-        "token": token,
-        "now": timezone.now(),
-    }
     status_code = 400 if request.method == "POST" else 200
+    context = pagecache.status_context(report, token, form)
     return _private(render(request, "disclosure/status.html", context, status=status_code))
 
 

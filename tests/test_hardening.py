@@ -122,11 +122,19 @@ class RateLimitTests(BaseTestCase):
         self.assertEqual(self.submit(report_data(title="")).status_code, 429)  # 5th post of the form
 
     @override_settings(RATE_LIMITS=rates(status="3/m"))
-    def test_status_lookups_count_misses_too(self):
+    def test_status_link_misses_are_limited_and_reading_a_held_link_is_not(self):
+        _, token = make_report()
+        for _ in range(5):
+            self.assertEqual(self.client.get(f"/status/{token}/").status_code, 200)
         for _ in range(3):
             self.assertEqual(self.client.get("/status/" + "A" * 43 + "/").status_code, 404)
-        _, token = make_report()
-        self.assertEqual(self.client.get(f"/status/{token}/").status_code, 429)
+        blocked = self.client.get("/status/" + "B" * 43 + "/")
+        self.assertEqual(blocked.status_code, 429)  # guessing stops here
+        self.assertIn("Retry-After", blocked)
+        self.assertEqual(self.client.get("/status/" + "D" * 43 + "/files/1/").status_code, 429)  # on any path
+        self.assertEqual(self.client.get(f"/status/{token}/").status_code, 200)  # the holder still reads
+        self.assertEqual(self.client.post(f"/status/{token}/credit/", {"credit": "none"}).status_code, 429)
+        self.assertEqual(self.client.get("/status/" + "C" * 43 + "/", REMOTE_ADDR="198.51.100.9").status_code, 404)
 
     @override_settings(RATE_LIMITS=rates(login="3/15m"))
     def test_staff_login(self):
