@@ -327,17 +327,23 @@ class ReportAdmin(admin.ModelAdmin):
 
 @admin.register(OutboundEmail)
 class OutboundEmailAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "kind", "to", "subject", "state", "attempts", "sent_at", "last_error")
+    list_display = ("created_at", "kind", "to", "subject_line", "state", "attempts", "sent_at", "last_error")
     list_filter = ("state", "kind")
     search_fields = ("to", "subject", "report__tracking_id")
     list_select_related = ("report",)
-    fields = ("kind", "report", "to", "subject", "body", "state", "attempts", "next_attempt", "last_error",
+    fields = ("kind", "report", "to", "subject_line", "body", "state", "attempts", "next_attempt", "last_error",
               "sent_at", "provider_id", "message_id", "references", "created_at")
     readonly_fields = fields
     actions = ["retry_now"]
 
+    @admin.display(description="subject", ordering="subject")
+    def subject_line(self, obj):
+        return obj.subject if obj.rendered_at else "(written from its event when it is sent)"
+
     @admin.display(description="text")
     def body(self, obj):
+        if not obj.rendered_at:
+            return "(written from its event when it is sent)"
         text = obj.body_text.replace(OutboundEmail.STATUS_LINK_MARK, "«a private status link, minted when sent»")
         return format_html('<pre class="mail-body">{}</pre>', text)
 
@@ -350,15 +356,14 @@ class OutboundEmailAdmin(admin.ModelAdmin):
 
     @admin.action(description="Retry sending the selected failed emails", permissions=["change"])
     def retry_now(self, request, queryset):
-        from disclosure.emails import enqueue_delivery
+        from disclosure.emails import send_after_commit
 
         now = timezone.now()
-        count = 0
-        for email in queryset.filter(state=OutboundEmail.State.FAILED):  # pending ones are being tried already
+        retried = list(queryset.filter(state=OutboundEmail.State.FAILED))  # pending ones are being tried already
+        for email in retried:
             email.retry(now)
-            enqueue_delivery(email.pk)
-            count += 1
-        messages.success(request, f"{count} failed email(s) queued for another attempt.")
+        send_after_commit(retried)
+        messages.success(request, f"{len(retried)} failed email(s) queued for another attempt.")
 
 
 @admin.register(Programme)

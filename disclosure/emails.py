@@ -1,15 +1,19 @@
 """Every email the portal sends: one function per kind, one builder, one delivery function.
 
 ``notify(event)`` is called in the transaction that records an event and decides which
-messages the event calls for. Each becomes an ``OutboundEmail`` row (subject, text and
-HTML rendered from ``templates/emails/<kind>-subject.txt``, ``<kind>.txt`` and
-``<kind>.html``), queued for delivery once the transaction commits. ``deliver()`` sends one
-row through the configured mailer (``MAILERS["default"]``) and records the outcome.
+messages the event calls for. Each becomes an ``OutboundEmail`` row, handed to the task
+queue once the transaction commits. ``deliver()``, in the worker, writes the message from
+its event (subject, text and HTML from ``templates/emails/<kind>-subject.txt``,
+``<kind>.txt`` and ``<kind>.html``; what it says is decided by the event, not by the
+report's later state), sends it through the configured mailer (``MAILERS["default"]``)
+and records the outcome. Writing in the worker keeps the request that records an event to
+a few inserts.
 
 Emails to a reporter carry their own status link, minted at send time: the rendered body
 holds a placeholder, so no usable token is ever stored.
 """
 
+import functools
 import logging
 import uuid
 from datetime import datetime, timedelta
@@ -37,18 +41,37 @@ def thread_id(report) -> str:
     return f"<report.{report.tracking_id.lower()}.{report.pk}@{_domain()}>"
 
 
-def _queue(kind: str, event: Event, to: str, context: dict | None = None, *, status_link=False):
-    """Render one message about an event's report and put it in the outbox."""
+def _queue(kind: str, event: Event, to: str, *, status_link=False) -> OutboundEmail:
+    """One message about an event's report, for the outbox (``notify`` saves them). It is
+    written (rendered) when it is sent, by the worker, from the event: the request that
+    records the event only inserts the row."""
     report = event.report
-    return _put(kind, to, {"report": report, "event": event, **(context or {})}, report=report, event=event,
-                message_id=f"<{uuid.uuid4().hex}.{report.tracking_id.lower()}@{_domain()}>",
-                references=thread_id(report), status_link=status_link)
+    return OutboundEmail(kind=kind, report=report, event=event, to=to,
+                         message_id=f"<{uuid.uuid4().hex}.{report.tracking_id.lower()}@{_domain()}>",
+                         references=thread_id(report), needs_status_link=status_link)
 
 
-def _put(kind, to, context, *, message_id, report=None, event=None, references="", status_link=False):
-    """Render ``emails/<kind>-subject.txt``, ``<kind>.txt`` and ``<kind>.html`` into an outbox
-    row and deliver it after commit. A row that already exists (same event, kind and
-    recipient, or same Message-ID) is not queued twice."""
+def _context(email: OutboundEmail) -> dict:
+    """What the templates of an event's email see: the report, the event, and what the kind adds."""
+    event, report = email.event, email.report
+    context = {"report": report, "event": event}
+    if email.kind.startswith("team-"):
+        context["admin_url"] = admin_url(report)
+    if email.kind == OutboundEmail.Kind.TEAM_REPORTER_MESSAGE:
+        context["message"] = event.message
+    if email.kind == OutboundEmail.Kind.TEAM_SLA_ALERT:
+        ack = event.kind in (Event.Kind.ACK_WARNING, Event.Kind.ACK_ESCALATION)
+        context.update({
+            "escalation": event.kind in ESCALATIONS,
+            "milestone": "acknowledgement" if ack else "initial assessment",
+            "due": datetime.fromisoformat(event.data["due"]),
+            "warn_days": settings.SLA_WARN_BUSINESS_DAYS,
+        })
+    return context
+
+
+def _render(email: OutboundEmail, context: dict, now) -> None:
+    """Render ``emails/<kind>-subject.txt``, ``<kind>.txt`` and ``<kind>.html`` into the row."""
     context = {
         "site_url": settings.SITE_URL,
         "organisation": settings.ORGANISATION_NAME,
@@ -58,30 +81,65 @@ def _put(kind, to, context, *, message_id, report=None, event=None, references="
         "team_email": settings.SECURITY_TEAM_EMAIL,
         **context,
     }
-    subject = " ".join(render_to_string(f"emails/{kind}-subject.txt", context).split())
-    email = OutboundEmail(
-        kind=kind, report=report, event=event, to=to, subject=subject[:300],
-        body_text=render_to_string(f"emails/{kind}.txt", context),
-        body_html=render_to_string(f"emails/{kind}.html", context),
-        message_id=message_id, references=references, needs_status_link=status_link,
-    )
+    email.subject = " ".join(render_to_string(f"emails/{email.kind}-subject.txt", context).split())[:300]
+    email.body_text = render_to_string(f"emails/{email.kind}.txt", context)
+    email.body_html = render_to_string(f"emails/{email.kind}.html", context)
+    email.rendered_at = now
+
+
+def _put(kind, to, context, *, message_id, now):
+    """An email that is not about one event (the digest, key expiry): written at once."""
+    email = OutboundEmail(kind=kind, to=to, message_id=message_id)
+    _render(email, context, now)
+    return _save(email)
+
+
+def _save(email: OutboundEmail):
+    """Insert the row; one that already exists (same event, kind and recipient, or same
+    Message-ID) is not queued twice."""
     try:
         with transaction.atomic():
             email.save()
     except IntegrityError:
-        log.info("%s to %s already queued (%s)", kind, to, message_id)
+        log.info("%s to %s already queued (%s)", email.kind, email.to, email.message_id)
         return None
-    # robust: a broker that is down must not turn a saved report into an error page; the
-    # sweep delivers what was not enqueued.
-    transaction.on_commit(lambda: enqueue_delivery(email.pk), robust=True)
     return email
 
 
-def enqueue_delivery(email_id: int) -> None:
+def _save_all(emails: list[OutboundEmail]) -> list:
+    """Insert rows in one statement; if one already exists, one by one (see ``_save``)."""
+    try:
+        with transaction.atomic():
+            return OutboundEmail.objects.bulk_create(emails)
+    except IntegrityError:
+        for email in emails:
+            email.pk = None
+        return [_save(email) for email in emails]
+
+
+def send_after_commit(emails: list) -> list:
+    """Hand the saved outbox rows to the task queue, as one task, once the transaction
+    commits. ``robust``: a broker that is down must not turn a saved report into an error
+    page; the sweep delivers what was not enqueued."""
+    ids = [email.pk for email in emails if email is not None]
+    if ids:
+        transaction.on_commit(lambda: enqueue_delivery(ids), robust=True)
+    return [email for email in emails if email is not None]
+
+
+@functools.cache
+def _broker():
+    """One broker (and so one Redis connection pool) per process, not one per task."""
+    from django_q.brokers import get_broker
+
+    return get_broker()
+
+
+def enqueue_delivery(email_ids: list[int]) -> None:
     from django_q.tasks import async_task
 
-    async_task("disclosure.tasks.deliver_email", email_id, task_name=f"deliver-email-{email_id}",
-               group="email")
+    async_task("disclosure.tasks.deliver_emails", email_ids, task_name=f"deliver-emails-{email_ids[0]}",
+               group="email", broker=_broker())
 
 
 # --- One function per kind ------------------------------------------------------------
@@ -90,12 +148,11 @@ def receipt(event):
 
 
 def new_report_to_team(event):
-    return _queue("team-new-report", event, settings.SECURITY_TEAM_EMAIL, {"admin_url": admin_url(event.report)})
+    return _queue("team-new-report", event, settings.SECURITY_TEAM_EMAIL)
 
 
 def reporter_replied_to_team(event):
-    return _queue("team-reporter-message", event, settings.SECURITY_TEAM_EMAIL,
-                  {"admin_url": admin_url(event.report), "message": event.message})
+    return _queue("team-reporter-message", event, settings.SECURITY_TEAM_EMAIL)
 
 
 def admin_url(report) -> str:
@@ -111,15 +168,7 @@ def reporter_update(event):
 
 def sla_alert(event, to):
     """A warning (deadline near) or an escalation (deadline missed) to the team."""
-    report = event.report
-    ack = event.kind in (Event.Kind.ACK_WARNING, Event.Kind.ACK_ESCALATION)
-    return _queue("team-sla-alert", event, to, {
-        "admin_url": admin_url(report),
-        "escalation": event.kind in (Event.Kind.ACK_ESCALATION, Event.Kind.ASSESS_ESCALATION),
-        "milestone": "acknowledgement" if ack else "initial assessment",
-        "due": datetime.fromisoformat(event.data["due"]),
-        "warn_days": settings.SLA_WARN_BUSINESS_DAYS,
-    })
+    return _queue("team-sla-alert", event, to)
 
 
 def daily_digest(now):
@@ -134,16 +183,20 @@ def daily_digest(now):
                          | Report.objects.sla_state_filters(now)[SlaState.DUE_TODAY])
                  .select_related("assignee").order_by("current_due")[:50])
     new = Report.objects.filter(received_at__gte=now - timedelta(days=1)).order_by("received_at")[:50]
-    return _put("team-digest", settings.SECURITY_TEAM_EMAIL, {
+    email = _put("team-digest", settings.SECURITY_TEAM_EMAIL, {
         "day": day, "now": now, "metrics": sla_metrics(now), "attention": list(attention), "new": list(new),
         "queue_url": settings.SITE_URL + "/admin/disclosure/report/",
-    }, message_id=f"<digest.{day.isoformat()}@{_domain()}>")
+    }, message_id=f"<digest.{day.isoformat()}@{_domain()}>", now=now)
+    send_after_commit([email])
+    return email
 
 
 def key_expiry(key, now):
     """Warn the team that the PGP key (used for security.txt and encryption) will expire."""
-    return _put("team-key-expiry", settings.SECURITY_TEAM_EMAIL, {"key": key, "now": now},
-                message_id=f"<key-expiry.{key.fingerprint[-16:].lower()}.{now:%Y%m%d}@{_domain()}>")
+    email = _put("team-key-expiry", settings.SECURITY_TEAM_EMAIL, {"key": key, "now": now},
+                 message_id=f"<key-expiry.{key.fingerprint[-16:].lower()}.{now:%Y%m%d}@{_domain()}>", now=now)
+    send_after_commit([email])
+    return email
 
 
 REPORTER_STAGES = {
@@ -181,7 +234,7 @@ def notify(event: Event) -> list:
         queued.extend(sla_alert(event, to) for to in sorted(recipients))
     elif event.kind in ESCALATIONS:
         queued.append(sla_alert(event, settings.SLA_ESCALATION_EMAIL))
-    return [email for email in queued if email is not None]
+    return send_after_commit(_save_all(queued)) if queued else []
 
 
 # --- Delivery ---------------------------------------------------------------------------
@@ -193,9 +246,17 @@ def deliver(email_id: int, now=None) -> bool:
     backoff (``disclosure.tasks.sweep`` re-queues due rows); it never propagates.
     """
     now = now or timezone.now()
-    email = OutboundEmail.objects.select_related("report", "status_link").filter(pk=email_id).first()
+    email = OutboundEmail.objects.select_related("report", "status_link", "event__message").filter(pk=email_id).first()
     if email is None or email.state != OutboundEmail.State.PENDING or not email.claim(now):
         return False
+    if email.rendered_at is None:
+        try:
+            _render(email, _context(email), now)
+        except Exception as exc:  # a template or data problem: recorded on the row like a provider error
+            log.exception("Writing email %s failed", email.pk)
+            email.mark_failed_attempt(now, f"Could not write the email: {type(exc).__name__}: {exc}")
+            return True
+        email.save(update_fields=["subject", "body_text", "body_html", "rendered_at"])
 
     text, html = email.body_text, email.body_html
     if email.needs_status_link and email.report_id:

@@ -138,18 +138,21 @@ class TrackingCounter(models.Model):
 
     @classmethod
     def next_tracking_id(cls, year: int) -> str:
-        """Reserve the next number; call inside the transaction that saves the report.
+        """Reserve the next number, in a short transaction of its own.
 
-        The UPDATE takes a row lock that is held until commit, so concurrent submissions
-        are serialised and never share a number.
+        The UPDATE takes a row lock that is held until this commits, so concurrent
+        submissions never share a number, and they wait for each other only for these two
+        statements, not for the whole submission. Numbers are never reused; a submission
+        that fails after this (a double click that lost its race) leaves a gap.
         """
-        if not cls.objects.filter(year=year).update(last_number=F("last_number") + 1):
-            try:
-                with transaction.atomic():
-                    cls.objects.create(year=year, last_number=1)
-            except IntegrityError:
-                cls.objects.filter(year=year).update(last_number=F("last_number") + 1)
-        number = cls.objects.get(year=year).last_number
+        with transaction.atomic():
+            if not cls.objects.filter(year=year).update(last_number=F("last_number") + 1):
+                try:
+                    with transaction.atomic():
+                        cls.objects.create(year=year, last_number=1)
+                except IntegrityError:
+                    cls.objects.filter(year=year).update(last_number=F("last_number") + 1)
+            number = cls.objects.get(year=year).last_number
         return f"{settings.TRACKING_ID_PREFIX}-{year}-{number:04d}"
 
 
@@ -338,18 +341,23 @@ class Report(models.Model):
             existing = cls.objects.filter(submission_key_hash=key_hash).first()
             if existing is not None:
                 return existing, StatusLink.mint(existing, now=now)
+        # Everything slow (encryption, files, validation) happens before any lock is taken:
+        # concurrent submissions then queue only for the tracking number and the inserts.
+        report = cls(**fields, submission_key_hash=key_hash, received_at=now)
+        report.seal()
+        report.recompute_deadlines(now)
+        report.full_clean(exclude=["submission_key_hash", "tracking_id"], validate_unique=False)
         try:
-            with removed_on_failure() as stored, transaction.atomic():
-                report = cls(**fields, submission_key_hash=key_hash, received_at=now)
-                report.seal()
+            with removed_on_failure() as stored:
+                stored.extend(Attachment.prepare(report, upload, now=now) for upload in files)
                 report.tracking_id = TrackingCounter.next_tracking_id(sla.local_date(now).year)
-                report.recompute_deadlines(now)
-                report.full_clean(exclude=["submission_key_hash"])
-                report.save()
-                for upload in files:
-                    stored.append(Attachment.store(report, upload, now=now))
-                token = StatusLink.mint(report, now=now)
-                report.record(Event.Kind.RECEIVED, to_status=Status.NEW, now=now, public=True)
+                with transaction.atomic():
+                    report.save()
+                    for attachment in stored:
+                        attachment.report = report
+                    Attachment.objects.bulk_create(stored)
+                    token = StatusLink.mint(report, now=now)
+                    report.record(Event.Kind.RECEIVED, to_status=Status.NEW, now=now, public=True)
         except IntegrityError:
             # Two requests with the same form raced (a double click): the first one won.
             existing = cls.objects.filter(submission_key_hash=key_hash).first() if key_hash else None
@@ -962,7 +970,10 @@ class Attachment(models.Model):
             else self.original_name + ".gpg"
 
     @classmethod
-    def store(cls, report, upload, *, now=None, message=None):
+    def prepare(cls, report, upload, *, now=None, message=None) -> "Attachment":
+        """Write an upload's file (encrypted to the team key when storing encrypted) and
+        return its row, not yet saved. The caller saves it, or deletes the file on failure
+        (``uploads.removed_on_failure``)."""
         import hashlib
 
         from django.core.files.base import ContentFile
@@ -980,6 +991,11 @@ class Attachment(models.Model):
                          sha256=hashlib.sha256(data).hexdigest(), encrypted=encrypted,
                          created_at=now or timezone.now())
         attachment.file.save("upload", ContentFile(stored), save=False)
+        return attachment
+
+    @classmethod
+    def store(cls, report, upload, *, now=None, message=None) -> "Attachment":
+        attachment = cls.prepare(report, upload, now=now, message=message)
         try:
             attachment.save()
         except BaseException:
@@ -1094,9 +1110,11 @@ class OutboundEmail(models.Model):
     report = models.ForeignKey(Report, null=True, blank=True, on_delete=models.CASCADE, related_name="emails")
     event = models.ForeignKey(Event, null=True, blank=True, on_delete=models.CASCADE, related_name="emails")
     to = models.EmailField()
-    subject = models.CharField(max_length=300)
-    body_text = models.TextField()
+    subject = models.CharField(max_length=300, blank=True)
+    body_text = models.TextField(blank=True)
     body_html = models.TextField(blank=True)
+    rendered_at = models.DateTimeField(null=True, blank=True, help_text=(
+        "When the message was written from its event: by the worker, at the first attempt to send it."))
     message_id = models.CharField(max_length=200, unique=True)
     references = models.CharField(max_length=200, blank=True,
                                   help_text="Message-ID of the report's thread, for In-Reply-To and References.")
@@ -1123,7 +1141,7 @@ class OutboundEmail(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.subject} -> {self.to} ({self.state})"
+        return f"{self.subject or self.get_kind_display()} -> {self.to} ({self.state})"
 
     def claim(self, now) -> bool:
         """Take this attempt (compare-and-set); False when another worker has it or it is done.

@@ -20,10 +20,18 @@ DAILY_SCHEDULE = "disclosure-retention"
 EMAIL_BATCH = 200
 
 
-def deliver_email(email_id: int) -> bool:
+def deliver_emails(email_ids: list[int]) -> int:
+    """Send the outbox rows one transaction queued (an event's notifications); returns how
+    many were attempted. Each row is delivered on its own: a failure is recorded on that
+    row and retried by the sweep, and does not stop the others."""
     from disclosure import emails
 
-    return emails.deliver(email_id, timezone.now())
+    return sum(emails.deliver(email_id, timezone.now()) for email_id in email_ids)
+
+
+def deliver_email(email_id: int) -> bool:
+    """One row (tasks queued before deliveries were batched still name this)."""
+    return bool(deliver_emails([email_id]))
 
 
 def retry_due_emails(now, limit: int = EMAIL_BATCH) -> int:

@@ -36,7 +36,8 @@ class ReportAdminTests(BaseTestCase):
         self.assertNotIn('<a href="x" onclick', detail)
 
     def test_email_subjects_are_plain_text_not_html_escaped(self):
-        make_report(title="Bypass of <a> & \"quotes\"")
+        with self.captureOnCommitCallbacks(execute=True):
+            make_report(title="Bypass of <a> & \"quotes\"")
         from disclosure.models import OutboundEmail
 
         self.assertEqual(OutboundEmail.objects.get(kind="team-new-report").subject,

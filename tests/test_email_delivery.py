@@ -7,7 +7,7 @@ from django.core import mail
 from django.test import override_settings
 
 from disclosure import emails, tasks
-from disclosure.models import OutboundEmail, Report, StatusLink
+from disclosure.models import OutboundEmail, Report, Status, StatusLink
 from tests.base import MONDAY_10AM, BaseTestCase
 from tests.mailers import DOWN, WORKING
 
@@ -111,3 +111,87 @@ class DeliveryIsIdempotentTests(BaseTestCase):
         self.assertEqual(receipt.extra_headers["References"], team.extra_headers["References"])
         self.assertNotEqual(receipt.extra_headers["Message-ID"], team.extra_headers["Message-ID"])
         self.assertIn("vdp-2026-0001", receipt.extra_headers["References"])
+
+
+@time_machine.travel(MONDAY_10AM, tick=False)
+class WrittenByTheWorkerTests(BaseTestCase):
+    """A request that records an event only inserts outbox rows; the worker writes each
+    message from its event when it sends it."""
+
+    def test_a_submission_hands_its_emails_to_the_queue_as_one_task(self):
+        with self.captureOnCommitCallbacks() as callbacks:
+            self.client.post("/report/", self.form())
+        self.assertEqual(len(callbacks), 1)
+        rows = OutboundEmail.objects.order_by("kind")
+        self.assertEqual([(row.kind, row.subject, row.rendered_at) for row in rows],
+                         [("receipt", "", None), ("team-new-report", "", None)])
+        callbacks[0]()  # the broker is synchronous in the tests: the worker runs now
+        self.assertEqual(sorted(m.subject for m in mail.outbox),
+                         ["[VDP-2026-0001] New report: Stored XSS in profile page",
+                          "[VDP-2026-0001] We received your vulnerability report"])
+        receipt = OutboundEmail.objects.get(kind="receipt")
+        self.assertEqual(receipt.rendered_at, MONDAY_10AM)
+        self.assertIn(OutboundEmail.STATUS_LINK_MARK, receipt.body_text)  # the sent link is not stored
+
+    def test_what_an_email_says_is_decided_by_its_event_not_by_later_changes(self):
+        self.submit()
+        report = Report.objects.get()
+        mail.outbox.clear()
+        with self.captureOnCommitCallbacks() as acknowledged:
+            report.acknowledge(self.triager, body="Thanks, looking at it.")
+        report.refresh_from_db()
+        with self.captureOnCommitCallbacks():
+            report.close(self.triager, Status.INFORMATIVE)
+        for callback in acknowledged:
+            callback()  # the acknowledgement is sent after the report was closed
+        [sent] = mail.outbox
+        self.assertEqual(sent.subject, "[VDP-2026-0001] Your report has been acknowledged")
+        self.assertIn("Status: Acknowledged", sent.body)
+        self.assertIn("Thanks, looking at it.", sent.body)
+
+    def test_the_outbox_in_the_admin_says_when_a_message_is_not_written_yet(self):
+        self.submit(execute=False)
+        self.login(self.triager)
+        page = self.client.get("/admin/disclosure/outboundemail/")
+        self.assertContains(page, "(written from its event when it is sent)", count=2)
+
+    def test_an_email_that_cannot_be_written_is_recorded_and_retried_like_a_provider_error(self):
+        self.submit(execute=False)
+        team = OutboundEmail.objects.get(kind="team-new-report")
+        team.kind = "no-such-kind"  # no templates: writing it fails
+        team.save()
+        self.assertTrue(emails.deliver(team.pk, MONDAY_10AM))
+        team.refresh_from_db()
+        self.assertEqual((team.state, team.attempts, team.rendered_at), ("pending", 1, None))
+        self.assertIn("Could not write the email: TemplateDoesNotExist", team.last_error)
+        self.assertEqual(mail.outbox, [])
+
+    def form(self):
+        from tests.base import report_data
+
+        return report_data()
+
+
+class SubmissionShapeTests(BaseTestCase):
+    def test_notifying_twice_queues_nothing_twice(self):
+        from disclosure.models import Event
+
+        self.submit(execute=False)
+        self.assertEqual(emails.notify(Event.objects.get(kind="received")), [])
+        self.assertEqual(OutboundEmail.objects.count(), 2)
+
+    def test_a_submission_is_a_handful_of_statements_whatever_the_queue_size(self):
+        from django.db import connection
+        from django.test.utils import CaptureQueriesContext
+
+        from tests.base import make_report
+
+        for _ in range(3):
+            make_report()
+        with CaptureQueriesContext(connection) as captured:
+            make_report()
+        statements = [q["sql"].split()[0] for q in captured]
+        # The tracking number (update, read), then the report, its link, its event and
+        # both emails in one insert; the rest are savepoints.
+        self.assertEqual([s for s in statements if s in ("INSERT", "UPDATE", "SELECT")],
+                         ["UPDATE", "SELECT", "INSERT", "INSERT", "INSERT", "INSERT"], statements)
