@@ -138,21 +138,19 @@ class TrackingCounter(models.Model):
 
     @classmethod
     def next_tracking_id(cls, year: int) -> str:
-        """Reserve the next number, in a short transaction of its own.
+        """Reserve the next number; call inside the transaction that saves the report.
 
-        The UPDATE takes a row lock that is held until this commits, so concurrent
-        submissions never share a number, and they wait for each other only for these two
-        statements, not for the whole submission. Numbers are never reused; a submission
-        that fails after this (a double click that lost its race) leaves a gap.
+        The UPDATE takes a row lock that is held until commit, so concurrent submissions
+        never share a number and a failed one leaves no gap. Keep that transaction to the
+        inserts: everything slow belongs before it (see ``Report.submit``).
         """
-        with transaction.atomic():
-            if not cls.objects.filter(year=year).update(last_number=F("last_number") + 1):
-                try:
-                    with transaction.atomic():
-                        cls.objects.create(year=year, last_number=1)
-                except IntegrityError:
-                    cls.objects.filter(year=year).update(last_number=F("last_number") + 1)
-            number = cls.objects.get(year=year).last_number
+        if not cls.objects.filter(year=year).update(last_number=F("last_number") + 1):
+            try:
+                with transaction.atomic():
+                    cls.objects.create(year=year, last_number=1)
+            except IntegrityError:
+                cls.objects.filter(year=year).update(last_number=F("last_number") + 1)
+        number = cls.objects.get(year=year).last_number
         return f"{settings.TRACKING_ID_PREFIX}-{year}-{number:04d}"
 
 
@@ -341,7 +339,7 @@ class Report(models.Model):
             existing = cls.objects.filter(submission_key_hash=key_hash).first()
             if existing is not None:
                 return existing, StatusLink.mint(existing, now=now)
-        # Everything slow (encryption, files, validation) happens before any lock is taken:
+        # Everything slow (encryption, files, validation) happens before the transaction:
         # concurrent submissions then queue only for the tracking number and the inserts.
         report = cls(**fields, submission_key_hash=key_hash, received_at=now)
         report.seal()
@@ -350,8 +348,8 @@ class Report(models.Model):
         try:
             with removed_on_failure() as stored:
                 stored.extend(Attachment.prepare(report, upload, now=now) for upload in files)
-                report.tracking_id = TrackingCounter.next_tracking_id(sla.local_date(now).year)
                 with transaction.atomic():
+                    report.tracking_id = TrackingCounter.next_tracking_id(sla.local_date(now).year)
                     report.save()
                     for attachment in stored:
                         attachment.report = report
