@@ -359,7 +359,8 @@ class OutboundEmailAdmin(admin.ModelAdmin):
         from disclosure.emails import send_after_commit
 
         now = timezone.now()
-        retried = list(queryset.filter(state=OutboundEmail.State.FAILED))  # pending ones are being tried already
+        # Pending ones are being tried already; those of purged reports were cancelled for good.
+        retried = list(queryset.filter(state=OutboundEmail.State.FAILED).exclude(report__purged_at__isnull=False))
         for email in retried:
             email.retry(now)
         send_after_commit(retried)

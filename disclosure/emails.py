@@ -1,13 +1,12 @@
 """Every email the portal sends: one function per kind, one builder, one delivery function.
 
 ``notify(event)`` is called in the transaction that records an event and decides which
-messages the event calls for. Each becomes an ``OutboundEmail`` row, handed to the task
-queue once the transaction commits. ``deliver()``, in the worker, writes the message from
-its event (subject, text and HTML from ``templates/emails/<kind>-subject.txt``,
-``<kind>.txt`` and ``<kind>.html``; what it says is decided by the event, not by the
-report's later state), sends it through the configured mailer (``MAILERS["default"]``)
-and records the outcome. Writing in the worker keeps the request that records an event to
-a few inserts.
+messages the event calls for. Each becomes an ``OutboundEmail`` row (subject, text and
+HTML from ``templates/emails/<kind>-subject.txt``, ``<kind>.txt`` and ``<kind>.html``),
+and the event's rows go to the task queue as one task once the transaction commits.
+``deliver()``, in the worker, sends one row through the configured mailer
+(``MAILERS["default"]``) and records the outcome. A few kinds are written by the worker
+rather than in the request (``WRITTEN_WHEN_SENT``).
 
 Emails to a reporter carry their own status link, minted at send time: the rendered body
 holds a placeholder, so no usable token is ever stored.
@@ -41,14 +40,23 @@ def thread_id(report) -> str:
     return f"<report.{report.tracking_id.lower()}.{report.pk}@{_domain()}>"
 
 
+# Emails that say only what was fixed when their event happened (the report as received,
+# the reporter's own message) are written by the worker when it sends them, which keeps a
+# submission to a few inserts. The others report a decision and the state it left, so they
+# are written when the decision is recorded.
+WRITTEN_WHEN_SENT = {OutboundEmail.Kind.RECEIPT, OutboundEmail.Kind.TEAM_NEW_REPORT,
+                     OutboundEmail.Kind.TEAM_REPORTER_MESSAGE}
+
+
 def _queue(kind: str, event: Event, to: str, *, status_link=False) -> OutboundEmail:
-    """One message about an event's report, for the outbox (``notify`` saves them). It is
-    written (rendered) when it is sent, by the worker, from the event: the request that
-    records the event only inserts the row."""
+    """One message about an event's report, for the outbox (``notify`` saves them)."""
     report = event.report
-    return OutboundEmail(kind=kind, report=report, event=event, to=to,
-                         message_id=f"<{uuid.uuid4().hex}.{report.tracking_id.lower()}@{_domain()}>",
-                         references=thread_id(report), needs_status_link=status_link)
+    email = OutboundEmail(kind=kind, report=report, event=event, to=to,
+                          message_id=f"<{uuid.uuid4().hex}.{report.tracking_id.lower()}@{_domain()}>",
+                          references=thread_id(report), needs_status_link=status_link)
+    if kind not in WRITTEN_WHEN_SENT:
+        _render(email, _context(email), event.created_at)
+    return email
 
 
 def _context(email: OutboundEmail) -> dict:
@@ -249,14 +257,18 @@ def deliver(email_id: int, now=None) -> bool:
     email = OutboundEmail.objects.select_related("report", "status_link", "event__message").filter(pk=email_id).first()
     if email is None or email.state != OutboundEmail.State.PENDING or not email.claim(now):
         return False
-    if email.rendered_at is None:
+    if email.rendered_at is None and email.event_id and not email.body_text:
         try:
             _render(email, _context(email), now)
         except Exception as exc:  # a template or data problem: recorded on the row like a provider error
             log.exception("Writing email %s failed", email.pk)
             email.mark_failed_attempt(now, f"Could not write the email: {type(exc).__name__}: {exc}")
             return True
-        email.save(update_fields=["subject", "body_text", "body_html", "rendered_at"])
+        written = OutboundEmail.objects.filter(pk=email.pk, state=OutboundEmail.State.PENDING,
+                                               rendered_at__isnull=True).update(
+            subject=email.subject, body_text=email.body_text, body_html=email.body_html, rendered_at=now)
+        if not written:
+            return True  # cancelled meanwhile (the report was purged): nothing is sent
 
     text, html = email.body_text, email.body_html
     if email.needs_status_link and email.report_id:

@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F, Q
+from django.db.models.functions import Coalesce
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.urls import reverse
@@ -187,7 +188,6 @@ class ReportQuerySet(models.QuerySet):
 
     def purgeable(self, now):
         """Finished reports past the retention period, not on legal hold, not yet purged."""
-        from django.db.models.functions import Coalesce
 
         cutoff = now - timedelta(days=settings.RETENTION_DAYS)
         return (self.filter(status__in=FINISHED_STATUSES, legal_hold=False, purged_at__isnull=True)
@@ -467,7 +467,11 @@ class Report(models.Model):
     # --- Changing state -----------------------------------------------------------------
     def record(self, kind, *, actor=None, now=None, public=False, message=None, to_status="",
                from_status="", data=None):
-        """Append one event to the audit trail; its notifications are queued with it."""
+        """Append one event to the audit trail; its notifications are queued with it.
+
+        Record a public event holding the report's lock (``_lock``): public events must
+        commit in the order of their ids, because the status page's cache is dated by the
+        last one (``StatusLink.page_version``)."""
         from disclosure import emails
 
         event = self._add_event(kind, actor=actor, now=now, public=public, message=message, to_status=to_status,
@@ -666,6 +670,7 @@ class Report(models.Model):
         if not body.strip():
             raise TransitionError("The message is empty.")
         with transaction.atomic():
+            self._lock()
             message = Message.objects.create(report=self, kind=Message.Kind.TO_REPORTER, author=actor,
                                              body=body.strip(), created_at=now)
             return self.record(Event.Kind.TEAM_MESSAGE, actor=actor, now=now, public=True, message=message)
@@ -757,7 +762,8 @@ class Report(models.Model):
             removed = {
                 "attachments": self.attachments.all().delete()[0],
                 "messages": self.messages.all().delete()[0],
-                "emails": self.emails.update(body_text="", body_html="", to="", subject=f"[{self.tracking_id}]"),
+                "emails": self.emails.update(body_text="", body_html="", to="", subject=f"[{self.tracking_id}]",
+                                             rendered_at=Coalesce("rendered_at", now)),
                 "emails_cancelled": self.emails.filter(state=OutboundEmail.State.PENDING).update(
                     state=OutboundEmail.State.FAILED, last_error="Cancelled: the report was purged."),
                 "reporter_key": bool(self.reporter_key),

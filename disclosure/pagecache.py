@@ -67,6 +67,7 @@ def blank_report_form(request) -> str | None:
 # --- Status pages ----------------------------------------------------------------------
 STATUS_PAGES = 256
 STATUS_PAGE_SECONDS = 600
+SEALED_NOTICE = 'class="sealed-notice"'  # what disclosure.sealed shows for text it could not decrypt
 _status_pages: OrderedDict[tuple, tuple[str, float]] = OrderedDict()
 _status_lock = threading.Lock()
 
@@ -97,6 +98,7 @@ def status_page(request, token) -> str | None:
         return None
     key = (*version, _settings_key())
     clock = time.monotonic()
+    _forget_expired(clock)
     with _status_lock:
         hit = _status_pages.get(key)
         if hit and clock - hit[1] < STATUS_PAGE_SECONDS:
@@ -108,11 +110,38 @@ def status_page(request, token) -> str | None:
         report = Report.objects.get(pk=version[0])
         context = {**programme(None), **status_context(report, TOKEN, FollowUpForm(), now=now), "csrf_token": CSRF}
         page = render_to_string("disclosure/status.html", context)
-        with _status_lock:
-            _status_pages[key] = (page, clock)
-            while len(_status_pages) > STATUS_PAGES:
-                _status_pages.popitem(last=False)
+        _keep(key, page, clock)
     return page.replace(CSRF, get_token(request)).replace(TOKEN, token)
+
+
+_last_sweep = [0.0]
+
+
+def _forget_expired(clock: float) -> None:
+    """Drop expired pages (looked at most every half minute, on any status page view)."""
+    if clock - _last_sweep[0] < 30:
+        return
+    with _status_lock:
+        _last_sweep[0] = clock
+        for old_key, (_, kept_at) in list(_status_pages.items()):
+            if clock - kept_at >= STATUS_PAGE_SECONDS:
+                del _status_pages[old_key]
+
+
+def _keep(key: tuple, page: str, clock: float) -> None:
+    """Remember a page; forget the report's earlier versions and every expired page, so
+    decrypted text does not outlive ``STATUS_PAGE_SECONDS`` in memory."""
+    from disclosure import pgp
+
+    if SEALED_NOTICE in page and pgp.can_decrypt():
+        return  # decryption failed for now (gpg busy or broken): do not keep that
+    with _status_lock:
+        for old_key, (_, kept_at) in list(_status_pages.items()):
+            if old_key[0] == key[0] or clock - kept_at >= STATUS_PAGE_SECONDS:
+                del _status_pages[old_key]
+        _status_pages[key] = (page, clock)
+        while len(_status_pages) > STATUS_PAGES:
+            _status_pages.popitem(last=False)
 
 
 def forget() -> None:

@@ -8,8 +8,10 @@ blocked request raises ``Limited``; ``RateLimitedMiddleware`` turns it into a fr
 """
 
 import functools
+import time
 
 from django.conf import settings
+from django.core.cache import cache
 from django.shortcuts import render
 from django_ratelimit.core import get_usage
 from django_ratelimit.exceptions import Ratelimited
@@ -32,12 +34,27 @@ def client_ip(group, request) -> str:
     return request.META.get("REMOTE_ADDR", "")
 
 
+def _blocked_key(group: str, request) -> str:
+    return f"disclosure.blocked.{group}.{client_ip(group, request)}"
+
+
 def check(request, group: str, methods=("POST",)) -> None:
-    """Count this request against ``group``; raise ``Limited`` once over the limit."""
+    """Count this request against ``group``; raise ``Limited`` once over the limit, and
+    remember the block until the window ends (see ``refuse_if_blocked``)."""
     usage = get_usage(request, group=f"disclosure.{group}", key=client_ip, rate=settings.RATE_LIMITS[group],
                       method=list(methods), increment=True)
     if usage and usage["should_limit"]:
-        raise Limited(usage["time_left"])
+        retry_after = max(int(usage["time_left"]), 1)
+        cache.set(_blocked_key(group, request), time.time() + retry_after, retry_after)
+        raise Limited(retry_after)
+
+
+def refuse_if_blocked(request, group: str) -> None:
+    """Raise ``Limited`` if this client went over ``group``'s limit in the current window,
+    without counting this request: one cache read (django-ratelimit's own check writes)."""
+    until = cache.get(_blocked_key(group, request))
+    if until is not None and until > time.time():
+        raise Limited(until - time.time())
 
 
 def limit(group: str, methods=("POST",)):

@@ -18,7 +18,7 @@ from disclosure import export, pagecache, pgp, securitytxt
 from disclosure.forms import CreditForm, FollowUpForm, LostLinkForm, ReporterKeyForm, ReportForm
 from disclosure.models import Attachment, Programme, Report, StatusLink
 from disclosure.ratelimits import check as check_rate
-from disclosure.ratelimits import limit
+from disclosure.ratelimits import limit, refuse_if_blocked
 
 RECEIPT_COOKIE = "vdp_receipt"
 RECEIPT_SALT = "disclosure.receipt"
@@ -84,13 +84,25 @@ def report_received(request):
     return _private(render(request, "disclosure/report_received.html", context))
 
 
-def _report_for(request, token: str) -> Report:
-    """The report a status token opens. Misses count against the address's limit (that is
-    what stops guessing) and so does every post; reading a page by its link does not."""
+STATUS_METHODS = ("GET", "HEAD", "POST")  # one counter for every status-link request
+
+
+def _report_for(request, token: str, *, count_hit=True) -> Report:
+    """The report a status token opens.
+
+    An address over ``RATELIMIT_STATUS`` is refused before the lookup, whatever the token,
+    so a blocked guesser cannot tell a hit from a miss. Misses count (that is what guessing
+    looks like), and so does every other request except viewing the status page itself
+    (``count_hit=False``), which is cheap and what the link is for.
+    """
+    if count_hit:
+        check_rate(request, "status", methods=STATUS_METHODS)
+    else:
+        refuse_if_blocked(request, "status")
     report = StatusLink.find_report(token)
-    if report is None or request.method == "POST":
-        check_rate(request, "status", methods=("GET", "HEAD", "POST"))  # one counter for both
     if report is None:
+        if not count_hit:
+            check_rate(request, "status", methods=STATUS_METHODS)
         raise Http404
     return report
 
@@ -98,10 +110,11 @@ def _report_for(request, token: str) -> Report:
 @require_http_methods(["GET", "HEAD", "POST"])
 def status(request, token):
     if request.method != "POST":
+        refuse_if_blocked(request, "status")
         page = pagecache.status_page(request, token)
         if page is not None:
             return _private(HttpResponse(page))
-    report = _report_for(request, token)
+    report = _report_for(request, token, count_hit=request.method == "POST")
     form = FollowUpForm(request.POST, request.FILES) if request.method == "POST" else FollowUpForm()
     if request.method == "POST":
         check_rate(request, "message")

@@ -8,7 +8,7 @@ from django.test import override_settings
 
 from disclosure import emails, tasks
 from disclosure.models import OutboundEmail, Report, Status, StatusLink
-from tests.base import MONDAY_10AM, BaseTestCase
+from tests.base import MONDAY_10AM, BaseTestCase, make_report
 from tests.mailers import DOWN, WORKING
 
 
@@ -184,8 +184,6 @@ class SubmissionShapeTests(BaseTestCase):
         from django.db import connection
         from django.test.utils import CaptureQueriesContext
 
-        from tests.base import make_report
-
         for _ in range(3):
             make_report()
         with CaptureQueriesContext(connection) as captured:
@@ -195,3 +193,42 @@ class SubmissionShapeTests(BaseTestCase):
         # both emails in one insert; the rest are savepoints.
         self.assertEqual([s for s in statements if s in ("INSERT", "UPDATE", "SELECT")],
                          ["UPDATE", "SELECT", "INSERT", "INSERT", "INSERT", "INSERT"], statements)
+
+
+@time_machine.travel(MONDAY_10AM, tick=False)
+class EmailsAfterLaterChangesTests(BaseTestCase):
+    def test_a_closing_email_sent_after_a_reopening_still_says_what_was_decided(self):
+        self.submit()
+        first = Report.objects.get()
+        second, _ = make_report(title="The same bug again")
+        mail.outbox.clear()
+        with self.captureOnCommitCallbacks() as closing:
+            second.close(self.triager, Status.DUPLICATE, duplicate_of=first)
+        second.refresh_from_db()
+        with self.captureOnCommitCallbacks():
+            second.reopen(self.triager)
+        for callback in closing:
+            callback()  # the worker was down: the closing email goes out after the reopening
+        [sent] = [m for m in mail.outbox if "closed" in m.subject]
+        self.assertIn("duplicate", sent.subject.lower())
+        self.assertIn(first.tracking_id, sent.body)
+
+    def test_purged_emails_count_as_written_and_are_not_retried(self):
+        with override_settings(MAILERS=DOWN, EMAIL_MAX_ATTEMPTS=1):
+            self.submit()
+        report = Report.objects.get()
+        report.closed_at = MONDAY_10AM
+        report.purge()
+        rows = OutboundEmail.objects.all()
+        self.assertTrue(all(row.rendered_at is not None for row in rows))
+        self.login(self.lead)
+        self.client.post("/admin/disclosure/outboundemail/", {
+            "action": "retry_now", "_selected_action": [row.pk for row in rows]})
+        self.assertEqual(set(OutboundEmail.objects.values_list("state", flat=True)), {"failed"})
+
+    def test_a_row_written_before_the_upgrade_is_sent_as_it_is(self):
+        email = emails.daily_digest(MONDAY_10AM)
+        OutboundEmail.objects.filter(pk=email.pk).update(rendered_at=None)  # as the old code left it
+        self.assertTrue(emails.deliver(email.pk, MONDAY_10AM))
+        self.assertEqual(OutboundEmail.objects.get(pk=email.pk).state, "sent")
+        self.assertEqual(mail.outbox[0].subject, email.subject)

@@ -11,7 +11,7 @@ from django.test import RequestFactory, override_settings
 
 from disclosure.models import Report, StatusLink
 from disclosure.ratelimits import client_ip
-from tests.base import MONDAY_10AM, BaseTestCase, make_report, report_data
+from tests.base import MONDAY_10AM, BaseTestCase, make_report, report_data, upload
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
        "base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
@@ -128,13 +128,24 @@ class RateLimitTests(BaseTestCase):
             self.assertEqual(self.client.get(f"/status/{token}/").status_code, 200)
         for _ in range(3):
             self.assertEqual(self.client.get("/status/" + "A" * 43 + "/").status_code, 404)
+        # Over the limit: refused whatever the token, so a guesser cannot tell a hit.
         blocked = self.client.get("/status/" + "B" * 43 + "/")
-        self.assertEqual(blocked.status_code, 429)  # guessing stops here
+        self.assertEqual(blocked.status_code, 429)
         self.assertIn("Retry-After", blocked)
-        self.assertEqual(self.client.get("/status/" + "D" * 43 + "/files/1/").status_code, 429)  # on any path
-        self.assertEqual(self.client.get(f"/status/{token}/").status_code, 200)  # the holder still reads
+        for path in ("", "export.json", "files/1/"):
+            self.assertEqual(self.client.get(f"/status/{token}/{path}").status_code, 429, path)
         self.assertEqual(self.client.post(f"/status/{token}/credit/", {"credit": "none"}).status_code, 429)
-        self.assertEqual(self.client.get("/status/" + "C" * 43 + "/", REMOTE_ADDR="198.51.100.9").status_code, 404)
+        self.assertEqual(self.client.get(f"/status/{token}/", REMOTE_ADDR="198.51.100.9").status_code, 200)
+
+    @override_settings(RATE_LIMITS=rates(status="3/m"))
+    def test_downloads_and_exports_by_a_held_link_count(self):
+        report, token = make_report(files=[upload()])
+        file_id = report.attachments.get().pk
+        self.assertEqual(self.client.get(f"/status/{token}/files/{file_id}/").status_code, 200)
+        self.assertEqual(self.client.get(f"/status/{token}/export.json").status_code, 200)
+        self.assertEqual(self.client.get(f"/status/{token}/files/{file_id}/").status_code, 200)
+        self.assertEqual(self.client.get(f"/status/{token}/export.json").status_code, 429)
+        self.assertEqual(self.client.get(f"/status/{token}/").status_code, 429)
 
     @override_settings(RATE_LIMITS=rates(login="3/15m"))
     def test_staff_login(self):

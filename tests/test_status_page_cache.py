@@ -6,6 +6,7 @@ relies on time moving between two saves.
 """
 
 import re
+import time
 
 import time_machine
 from django.db import connection
@@ -15,6 +16,7 @@ from django.test.utils import CaptureQueriesContext
 from disclosure import pagecache
 from disclosure.models import Report, StatusLink
 from tests.base import MONDAY_10AM, BaseTestCase, make_report
+from tests.pgp_keys import ResearcherKeyring, TeamKeyMixin, researcher_key
 
 CSRF_FIELD = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
@@ -79,7 +81,9 @@ class StatusPageCacheTests(BaseTestCase):
         self.page()
         with CaptureQueriesContext(connection) as queries:
             self.page()
-        self.assertEqual(len(queries), 1)
+        # The page's version, and (with the embedded database cache) the rate-limit block.
+        self.assertEqual([q["sql"] for q in queries if "disclosure_cache" not in q["sql"]][0][:6], "SELECT")
+        self.assertEqual(len([q for q in queries if "disclosure_cache" not in q["sql"]]), 1)
 
     def test_a_withdrawal_shows_at_once(self):
         self.assertIn("Withdraw this report", self.page())
@@ -87,3 +91,37 @@ class StatusPageCacheTests(BaseTestCase):
         page = self.page()
         self.assertNotIn("Withdraw this report", page)
         self.assertIn("This report is closed.", page)
+
+    def test_a_save_naming_its_fields_shows_at_once(self):
+        self.page()
+        report = Report.objects.get()
+        report.cve_id = "CVE-2026-54321"
+        report.save(update_fields=["cve_id", "updated_at"])  # what the admin's change form does
+        self.assertIn("CVE-2026-54321", self.page())
+
+    def test_a_report_keeps_one_page_and_expired_pages_are_dropped(self):
+        self.page()
+        self.report.send_message(self.triager, "First.")
+        self.page()
+        other, other_token = make_report(title="Another report")
+        self.page(f"/status/{other_token}/")
+        kept = [key[0] for key in pagecache._status_pages]
+        self.assertEqual(sorted(kept), sorted([self.report.pk, other.pk]))  # the superseded version is gone
+        pagecache._last_sweep[0] = 0
+        pagecache._forget_expired(time.monotonic() + pagecache.STATUS_PAGE_SECONDS + 1)
+        self.assertEqual(len(pagecache._status_pages), 0)
+
+
+@time_machine.travel(MONDAY_10AM, tick=False)
+class StatusPageCacheWithTeamKeyTests(TeamKeyMixin, BaseTestCase):
+    def test_text_that_could_not_be_decrypted_here_is_not_kept(self):
+        with ResearcherKeyring() as keyring:
+            fingerprint = researcher_key(keyring)
+            foreign = keyring.run("--armor", "--trust-model", "always", "--encrypt", "--recipient", fingerprint,
+                                  input_bytes=b"for someone else").stdout.decode()
+        _, token = make_report(description=foreign)  # sealed, but not to the key on this server
+        for _ in range(2):
+            with CaptureQueriesContext(connection) as queries:
+                page = self.client.get(f"/status/{token}/").content.decode()
+            self.assertIn(pagecache.SEALED_NOTICE, page)
+            self.assertGreater(len([q for q in queries if "disclosure_cache" not in q["sql"]]), 1)  # rendered again
