@@ -8,7 +8,9 @@ blocked request raises ``Limited``; ``RateLimitedMiddleware`` turns it into a fr
 """
 
 import functools
+import threading
 import time
+from collections import OrderedDict
 
 from django.conf import settings
 from django.core.cache import cache
@@ -45,16 +47,47 @@ def check(request, group: str, methods=("POST",)) -> None:
                       method=list(methods), increment=True)
     if usage and usage["should_limit"]:
         retry_after = max(int(usage["time_left"]), 1)
-        cache.set(_blocked_key(group, request), time.time() + retry_after, retry_after)
+        key, now = _blocked_key(group, request), time.time()
+        cache.set(key, now + retry_after, retry_after)
+        _remember_block(key, now + retry_after, now)
         raise Limited(retry_after)
+
+
+# What each process last read of the shared block markers: a block until it ends, "not
+# blocked" for a second. A busy page then costs one shared-cache read per address per
+# second rather than one per request; a client blocked by another process can still read
+# a page it holds the link to for at most that second (its misses are refused at once).
+_blocks: OrderedDict[str, tuple[float, float]] = OrderedDict()
+_blocks_lock = threading.Lock()
+BLOCK_MEMO_SECONDS, BLOCK_MEMO_SIZE = 1.0, 4096
+
+
+def _remember_block(key: str, until: float, now: float) -> None:
+    with _blocks_lock:
+        _blocks[key] = (until, now)
+        _blocks.move_to_end(key)
+        while len(_blocks) > BLOCK_MEMO_SIZE:
+            _blocks.popitem(last=False)
+
+
+def forget() -> None:
+    """Drop this process's memo of block markers (tests, after clearing the cache)."""
+    with _blocks_lock:
+        _blocks.clear()
 
 
 def refuse_if_blocked(request, group: str) -> None:
     """Raise ``Limited`` if this client went over ``group``'s limit in the current window,
-    without counting this request: one cache read (django-ratelimit's own check writes)."""
-    until = cache.get(_blocked_key(group, request))
-    if until is not None and until > time.time():
-        raise Limited(until - time.time())
+    without counting this request (django-ratelimit's own check would write)."""
+    key, now = _blocked_key(group, request), time.time()
+    memo = _blocks.get(key)
+    if memo is None or (memo[0] <= now and now - memo[1] >= BLOCK_MEMO_SECONDS):
+        until = cache.get(key) or 0.0
+        _remember_block(key, until, now)
+    else:
+        until = memo[0]
+    if until > now:
+        raise Limited(until - now)
 
 
 def limit(group: str, methods=("POST",)):

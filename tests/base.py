@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import TestCase, override_settings
 
-from disclosure import pagecache
+from disclosure import pagecache, ratelimits
 from disclosure.models import Programme, Report
 
 # A fixed, ordinary moment: Monday 30 November 2026, 10:00 UTC.
@@ -65,6 +65,7 @@ class BaseTestCase(TestCase):
         cache.clear()  # rate-limit counters start from zero in every test
         Programme.forget_cached()
         pagecache.forget()
+        ratelimits.forget()
         # Each test stores uploads in a folder of its own, removed afterwards.
         upload_dir = tempfile.mkdtemp(prefix="disclosure-test-uploads-")
         self.addCleanup(shutil.rmtree, upload_dir, ignore_errors=True)

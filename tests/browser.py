@@ -61,11 +61,12 @@ class BrowserTestCase(StaticLiveServerTestCase):
         import_module("disclosure.migrations.0002_roles").create_roles(apps, None)
         self.enterContext(override_settings(SITE_URL=self.live_server_url))
         cache.clear()
-        from disclosure import pagecache
+        from disclosure import pagecache, ratelimits
         from disclosure.models import Programme
 
         Programme.forget_cached()
         pagecache.forget()
+        ratelimits.forget()
         upload_dir = tempfile.mkdtemp(prefix="disclosure-browser-uploads-")
         self.addCleanup(shutil.rmtree, upload_dir, ignore_errors=True)
         self.enterContext(override_settings(MEDIA_ROOT=upload_dir))

@@ -7,6 +7,7 @@ from datetime import timedelta
 import time_machine
 from django.conf import settings
 from django.core import mail
+from django.core.cache import cache
 from django.test import RequestFactory, override_settings
 
 from disclosure.models import Report, StatusLink
@@ -136,6 +137,20 @@ class RateLimitTests(BaseTestCase):
             self.assertEqual(self.client.get(f"/status/{token}/{path}").status_code, 429, path)
         self.assertEqual(self.client.post(f"/status/{token}/credit/", {"credit": "none"}).status_code, 429)
         self.assertEqual(self.client.get(f"/status/{token}/", REMOTE_ADDR="198.51.100.9").status_code, 200)
+
+    def test_a_block_recorded_by_another_process_applies_here_within_a_second(self):
+        from disclosure import ratelimits
+
+        _, token = make_report()
+        with time_machine.travel(MONDAY_10AM, tick=False) as clock:
+            self.assertEqual(self.client.get(f"/status/{token}/").status_code, 200)
+            request = RequestFactory().get("/", REMOTE_ADDR="127.0.0.1")
+            cache.set(ratelimits._blocked_key("status", request), MONDAY_10AM.timestamp() + 600, 600)
+            self.assertEqual(self.client.get(f"/status/{token}/").status_code, 200)  # read a moment ago
+            clock.shift(1.5)
+            blocked = self.client.get(f"/status/{token}/")
+        self.assertEqual(blocked.status_code, 429)
+        self.assertLessEqual(int(blocked["Retry-After"]), 600)
 
     @override_settings(RATE_LIMITS=rates(status="3/m"))
     def test_downloads_and_exports_by_a_held_link_count(self):
