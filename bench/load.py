@@ -9,7 +9,8 @@ report form, a form submission (with and without PGP work: sealing to the team k
 status page and the admin queue. Every figure is also given as a ratio to the static file,
 measured again right before and after each endpoint (the ratio uses the mean of the two),
 because absolute numbers on a shared machine are not stable and drift within a run.
-Results are printed and written to bench/results/load.md (not with --only).
+Results are printed and written to bench/results/load.md, or load-<database>-<cache>.md with
+--database-url/--redis-url (not with --only).
 """
 
 import argparse
@@ -215,7 +216,8 @@ def main():
     table = "\n".join(lines)
     print(table)
     if not args.only:
-        out = ROOT / "bench" / "results" / "load.md"
+        out = ROOT / "bench" / "results" / ("load.md" if not (args.database_url or args.redis_url) else
+                                            f"load-{stores.lower().replace(' + ', '-').replace(' ', '-')}.md")
         out.write_text(table + "\n")
         print(f"\nwritten to {out.relative_to(ROOT)}")
 
