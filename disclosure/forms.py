@@ -269,8 +269,9 @@ class ReporterKeyForm(forms.Form):
 
     def clean(self):
         cleaned = super().clean()
-        if not cleaned.get("remove") and not cleaned.get("reporter_public_key"):
-            raise ValidationError("Paste a public key, or tick the box to remove yours.")
+        if not cleaned.get("remove") and not cleaned.get("reporter_public_key") \
+                and "reporter_public_key" not in self.errors:  # a key that was pasted has its own error
+            self.add_error("reporter_public_key", "Paste your PGP public key.")
         return cleaned
 
     def clean_reporter_public_key(self):

@@ -200,7 +200,8 @@ def _team_public_key(*, armor: bool):
 @require_safe
 def pgp_key(request):
     _, armored = _team_public_key(armor=True)
-    response = HttpResponse(armored, content_type="application/pgp-keys")
+    # Plain text, so a browser shows the key rather than downloading it; gpg --import reads it as is.
+    response = HttpResponse(armored, content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = 'inline; filename="pgp-key.txt"'
     response["Cache-Control"] = "public, max-age=3600"
     return response
@@ -232,11 +233,6 @@ def hall_of_fame(request):
     return render(request, "disclosure/hall_of_fame.html", {"credits": Report.objects.hall_of_fame()})
 
 
-def _flash_errors(request, form):
-    """Small status-page forms answer with a redirect: their errors travel as a message."""
-    messages.error(request, " ".join(" ".join(errors) for errors in form.errors.values()))
-
-
 @require_http_methods(["POST"])
 def status_withdraw(request, token):
     report = _report_for(request, token)
@@ -250,17 +246,23 @@ def status_withdraw(request, token):
     return redirect("status", token=token)
 
 
+def _status_with_errors(request, report, token, **forms):
+    """A small status-page form sent back: the page again, with the form's errors beside it
+    and what was typed kept (not cached: it is this visitor's)."""
+    context = {**pagecache.status_context(report, token, FollowUpForm()), **forms}
+    return _private(render(request, "disclosure/status.html", context, status=400))
+
+
 @require_http_methods(["POST"])
 def status_key(request, token):
     report = _report_for(request, token)
     form = ReporterKeyForm(request.POST)
-    if form.is_valid():
-        key = None if form.cleaned_data["remove"] else form.cleaned_data["reporter_public_key"]
-        report.set_reporter_key(key)
-        messages.success(request, f"Emails to you are now encrypted to {key.fingerprint}." if key else
-                         "Your key was removed; emails to you are no longer encrypted.")
-    else:
-        _flash_errors(request, form)
+    if not form.is_valid():
+        return _status_with_errors(request, report, token, key_form=form)
+    key = None if form.cleaned_data["remove"] else form.cleaned_data["reporter_public_key"]
+    report.set_reporter_key(key)
+    messages.success(request, f"Emails to you are now encrypted to {key.fingerprint}." if key else
+                     "Your key was removed; emails to you are no longer encrypted.")
     return redirect("status", token=token)
 
 
@@ -268,11 +270,10 @@ def status_key(request, token):
 def status_credit(request, token):
     report = _report_for(request, token)
     form = CreditForm(request.POST)
-    if form.is_valid():
-        report.set_credit(form.cleaned_data["credit"], form.cleaned_data["credit_name"])
-        messages.success(request, "Your credit preference was saved.")
-    else:
-        _flash_errors(request, form)
+    if not form.is_valid():
+        return _status_with_errors(request, report, token, credit_form=form)
+    report.set_credit(form.cleaned_data["credit"], form.cleaned_data["credit_name"])
+    messages.success(request, "Your credit preference was saved.")
     return redirect("status", token=token)
 
 

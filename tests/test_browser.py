@@ -207,6 +207,20 @@ class AccessibilityTests(BrowserTestCase):
             page.get_by_role("button", name="Submit report").click()
             page.wait_for_url("**/report/received/")
             self.assertEqual(self.audit(page), [], "confirmation")
+            # The status page's small forms sent back with errors, and a flashed error.
+            page.goto(self.url(f"/status/{token}/"))
+            page.get_by_text("Add your public key").click()
+            page.get_by_label("Your PGP public key").fill("not a key")
+            page.get_by_role("button", name="Save", exact=True).click()
+            page.wait_for_load_state()
+            self.assertIn("Paste an ASCII-armored public key", page.content())
+            self.assertEqual(self.audit(page), [], "status page, key with an error")
+            page.locator("summary", has_text="Withdraw this report").click()
+            page.get_by_role("button", name="Withdraw report").evaluate("b => b.form.noValidate = true")
+            page.get_by_role("button", name="Withdraw report").click()
+            page.wait_for_load_state()
+            self.assertIn("Tick the box to confirm", page.content())
+            self.assertEqual(self.audit(page), [], "status page, flashed error")
 
     def test_no_horizontal_scrolling_on_a_phone(self):
         report, token = Report.submit(fields={"title": "x", "description": "`" + "a" * 300 + "`"})

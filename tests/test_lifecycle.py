@@ -239,7 +239,8 @@ class WithdrawAndReopenTests(LifecycleTestCase):
     def test_the_reporter_withdraws_from_the_status_page_and_the_team_is_told(self):
         url = f"/status/{self.token}/withdraw/"
         unconfirmed = self.client.post(url, follow=True)
-        self.assertContains(unconfirmed, "Tick the box to confirm")
+        # An error, styled and announced as one (not as a green success message).
+        self.assertContains(unconfirmed, '<p class="message error" role="alert">Tick the box to confirm', count=1)
         self.assertEqual(Report.objects.get().status, Status.NEW)
         with self.captureOnCommitCallbacks(execute=True):
             self.client.post(url, {"confirm": "withdraw"})

@@ -63,7 +63,7 @@ class SignedSecurityTxtTests(TeamKeyMixin, BaseTestCase):
     def test_signature_verifies_with_only_the_published_key_and_tampering_is_caught(self):
         body = self.get().content
         key = self.get("/pgp-key.txt")
-        self.assertEqual(key["Content-Type"], "application/pgp-keys")
+        self.assertEqual(key["Content-Type"], "text/plain; charset=utf-8")
         with ResearcherKeyring() as researcher:
             self.assertEqual(researcher.run("--import", input_bytes=key.content).returncode, 0)
             good = researcher.run("--verify", input_bytes=body)
@@ -234,8 +234,10 @@ class HallOfFameTests(BaseTestCase):
         report.refresh_from_db()
         self.assertEqual((report.credit, report.credit_name), (Credit.NAME, "zero_cool"))
         self.assertEqual(report.events.last().kind, "credit_changed")
-        bad = self.client.post(f"/status/{token}/credit/", {"credit": "name", "credit_name": ""}, follow=True)
-        self.assertContains(bad, "Tell us the name or handle to credit.")
+        bad = self.client.post(f"/status/{token}/credit/", {"credit": "name", "credit_name": ""})
+        self.assertContains(bad, '<p class="error" id="id_credit_name_error">Tell us the name or handle to credit.</p>',
+                            status_code=400, html=True)
+        self.assertContains(bad, 'value="name" checked', status_code=400)
         self.assertEqual(self.client.post("/status/" + "x" * 43 + "/credit/", {"credit": "none"}).status_code, 404)
 
     def test_credit_name_defaults_to_the_reporter_name(self):
