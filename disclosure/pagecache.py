@@ -6,10 +6,12 @@ what the rest of a request costs. Two pages are read far more often than they ch
 - The blank report form is the same for everyone except three values: the CSRF token,
   the one-time submission nonce and the signed time the form was shown.
 - A report's status page changes only when the report changes (a save moves
-  ``updated_at``), a public event is added, or a deadline passes. It is rendered once per
-  such version, with placeholders for the CSRF token and the status token (a report can
-  have several live links), and kept in this process's memory only, for a few minutes,
-  like decrypted values (see disclosure.sealed): it holds the reporter's decrypted text.
+  ``revision`` and ``updated_at``), a public event is added, or a deadline passes. It is
+  rendered once per such version, with placeholders for the CSRF token and the status
+  token (a report can have several live links), and kept in this process's memory only,
+  like decrypted values (see disclosure.sealed), because it holds the reporter's
+  decrypted text: one version per report, dropped by the first status page view after
+  ``STATUS_PAGE_SECONDS``.
 
 Anything that would make a page differ per visitor (flash messages, a form sent back with
 errors) bypasses the cache.
@@ -129,8 +131,7 @@ def _forget_expired(clock: float) -> None:
 
 
 def _keep(key: tuple, page: str, clock: float) -> None:
-    """Remember a page; forget the report's earlier versions and every expired page, so
-    decrypted text does not outlive ``STATUS_PAGE_SECONDS`` in memory."""
+    """Remember a page; forget the report's earlier versions and every expired page."""
     from disclosure import pgp
 
     if SEALED_NOTICE in page and pgp.can_decrypt():
