@@ -119,15 +119,20 @@ def status_page(request, token) -> str | None:
 _last_sweep = [0.0]
 
 
+def _drop(clock: float, report_id=None) -> None:
+    """Forget expired pages, and every page of ``report_id``; call holding ``_status_lock``."""
+    for old_key, (_, kept_at) in list(_status_pages.items()):
+        if old_key[0] == report_id or clock - kept_at >= STATUS_PAGE_SECONDS:
+            del _status_pages[old_key]
+
+
 def _forget_expired(clock: float) -> None:
     """Drop expired pages (looked at most every half minute, on any status page view)."""
     if clock - _last_sweep[0] < 30:
         return
     with _status_lock:
         _last_sweep[0] = clock
-        for old_key, (_, kept_at) in list(_status_pages.items()):
-            if clock - kept_at >= STATUS_PAGE_SECONDS:
-                del _status_pages[old_key]
+        _drop(clock)
 
 
 def _keep(key: tuple, page: str, clock: float) -> None:
@@ -137,9 +142,7 @@ def _keep(key: tuple, page: str, clock: float) -> None:
     if SEALED_NOTICE in page and pgp.can_decrypt():
         return  # decryption failed for now (gpg busy or broken): do not keep that
     with _status_lock:
-        for old_key, (_, kept_at) in list(_status_pages.items()):
-            if old_key[0] == key[0] or clock - kept_at >= STATUS_PAGE_SECONDS:
-                del _status_pages[old_key]
+        _drop(clock, report_id=key[0])
         _status_pages[key] = (page, clock)
         while len(_status_pages) > STATUS_PAGES:
             _status_pages.popitem(last=False)

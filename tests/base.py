@@ -46,6 +46,19 @@ def make_report(now=MONDAY_10AM, files=(), **overrides) -> tuple[Report, str]:
     return Report.submit(fields=fields, files=files, now=now)
 
 
+def start_afresh(test) -> None:
+    """What a test must not inherit from the one before: the cache (rate-limit counters),
+    what this process remembers (programme contact, kept pages, rate-limit blocks), and
+    uploads (each test stores them in a folder of its own, removed afterwards)."""
+    cache.clear()
+    Programme.forget_cached()
+    pagecache.forget()
+    ratelimits.forget()
+    upload_dir = tempfile.mkdtemp(prefix="disclosure-test-uploads-")
+    test.addCleanup(shutil.rmtree, upload_dir, ignore_errors=True)
+    test.enterContext(override_settings(MEDIA_ROOT=upload_dir))
+
+
 class BaseTestCase(TestCase):
     """Personas: a triager and a lead (staff), an auditor, and a stranger (no access)."""
 
@@ -62,14 +75,7 @@ class BaseTestCase(TestCase):
         cls.stranger = User.objects.create_user("sam", "sam@example.com", "stranger-password-1")
 
     def setUp(self):
-        cache.clear()  # rate-limit counters start from zero in every test
-        Programme.forget_cached()
-        pagecache.forget()
-        ratelimits.forget()
-        # Each test stores uploads in a folder of its own, removed afterwards.
-        upload_dir = tempfile.mkdtemp(prefix="disclosure-test-uploads-")
-        self.addCleanup(shutil.rmtree, upload_dir, ignore_errors=True)
-        self.enterContext(override_settings(MEDIA_ROOT=upload_dir))
+        start_afresh(self)
 
     def login(self, user, *, verified=True):
         """Log in as a persona; staff also pass the second factor unless ``verified=False``."""

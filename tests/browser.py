@@ -7,13 +7,13 @@ these). Every page visited is watched for console errors, page errors and CSP vi
 
 import os
 import shutil
-import tempfile
 from importlib import import_module
 
 from django.apps import apps
 from django.contrib.staticfiles.testing import StaticLiveServerTestCase
-from django.core.cache import cache
 from django.test import override_settings
+
+from tests.base import start_afresh
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -60,16 +60,7 @@ class BrowserTestCase(StaticLiveServerTestCase):
         # the data migration creates, and point links that leave the site at this server.
         import_module("disclosure.migrations.0002_roles").create_roles(apps, None)
         self.enterContext(override_settings(SITE_URL=self.live_server_url))
-        cache.clear()
-        from disclosure import pagecache, ratelimits
-        from disclosure.models import Programme
-
-        Programme.forget_cached()
-        pagecache.forget()
-        ratelimits.forget()
-        upload_dir = tempfile.mkdtemp(prefix="disclosure-browser-uploads-")
-        self.addCleanup(shutil.rmtree, upload_dir, ignore_errors=True)
-        self.enterContext(override_settings(MEDIA_ROOT=upload_dir))
+        start_afresh(self)
         self.problems = []
         self.context = self.browser.new_context(viewport=DESKTOP)
         self.addCleanup(self.context.close)
