@@ -43,15 +43,21 @@ def policy(request):
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
-@limit("form_post")
 def report_form(request):
     if request.method != "POST":
         page = pagecache.blank_report_form(request)
         if page is not None:
             return HttpResponse(page)
+    else:
+        # An address over either limit is refused before its form is even read. Reports
+        # created count against "submit", forms sent back with errors against "form_post".
+        refuse_if_blocked(request, "submit")
+        refuse_if_blocked(request, "form_post")
     form = ReportForm(request.POST, request.FILES) if request.method == "POST" else ReportForm()
-    if request.method == "POST" and form.is_valid():
-        check_rate(request, "submit")  # reports created; a form sent back with errors does not count
+    if request.method == "POST" and not form.is_valid():
+        check_rate(request, "form_post")
+    elif request.method == "POST":
+        check_rate(request, "submit")
         report, token = Report.submit(
             fields=form.report_fields(),
             files=form.cleaned_data["attachments"],

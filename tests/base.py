@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import TestCase, override_settings
 
-from disclosure import pagecache, ratelimits
+from disclosure import pagecache, pgp, ratelimits
 from disclosure.models import Programme, Report
 
 # A fixed, ordinary moment: Monday 30 November 2026, 10:00 UTC.
@@ -54,6 +54,7 @@ def start_afresh(test) -> None:
     Programme.forget_cached()
     pagecache.forget()
     ratelimits.forget()
+    pgp.forget()
     upload_dir = tempfile.mkdtemp(prefix="disclosure-test-uploads-")
     test.addCleanup(shutil.rmtree, upload_dir, ignore_errors=True)
     test.enterContext(override_settings(MEDIA_ROOT=upload_dir))

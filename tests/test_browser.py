@@ -141,7 +141,7 @@ class BrowserEncryptionTests(BrowserTestCase):
     def setUp(self):
         super().setUp()
         securitytxt.forget()
-        pgp._can_decrypt_cache.clear()
+        pgp.forget()
 
     def test_the_server_never_receives_the_plaintext(self):
         RECEIVED.clear()

@@ -120,7 +120,20 @@ class RateLimitTests(BaseTestCase):
             self.assertEqual(self.submit(report_data(title="")).status_code, 400)
         self.assertEqual(self.submit().status_code, 302)  # the one report allowed
         self.assertEqual(self.submit().status_code, 429)
-        self.assertEqual(self.submit(report_data(title="")).status_code, 429)  # 5th post of the form
+        # Over the submission limit, the address cannot post the form at all.
+        self.assertEqual(self.submit(report_data(title="")).status_code, 429)
+        self.assertEqual(Report.objects.count(), 1)
+
+    @override_settings(RATE_LIMITS=rates(submit="5/h", form_post="3/h"))
+    def test_forms_sent_back_with_errors_are_limited_and_then_every_post_is_refused(self):
+        for _ in range(3):
+            self.assertEqual(self.submit(report_data(title="")).status_code, 400)
+        self.assertEqual(self.submit(report_data(title="")).status_code, 429)
+        refused = self.submit()  # a valid form too, before it is read
+        self.assertEqual(refused.status_code, 429)
+        self.assertFalse(Report.objects.exists())
+        self.assertEqual(self.submit(REMOTE_ADDR="198.51.100.7").status_code, 302)  # another client
+        self.assertEqual(self.client.get("/report/").status_code, 200)  # reading the form is not limited
 
     @override_settings(RATE_LIMITS=rates(status="3/m"))
     def test_status_link_misses_are_limited_and_reading_a_held_link_is_not(self):

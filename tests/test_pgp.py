@@ -3,8 +3,10 @@
 import email
 import email.policy
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
+from unittest import mock
 
 import time_machine
 from django.test import override_settings
@@ -140,6 +142,51 @@ class EncryptedReportsInTests(TeamKeyMixin, BaseTestCase):
 
 
 @time_machine.travel(MONDAY_10AM, tick=False)
+class SealingTests(TeamKeyMixin, BaseTestCase):
+    """Reporter text is sealed in this process (Sequoia-PGP) into messages gpg decrypts; a
+    team key Sequoia refuses is sealed by gpg instead."""
+
+    def setUp(self):
+        super().setUp()
+        pgp.forget()
+        self.addCleanup(pgp.forget)
+
+    def test_sealing_starts_no_gpg_process_and_gpg_decrypts_the_result(self):
+        pgp.encrypt_to_team("warm up")  # reads the team certificate from the keyring once
+        with mock.patch("gnupg.Popen", wraps=subprocess.Popen) as started:
+            armored = pgp.encrypt_to_team(SECRET)
+            binary = pgp.encrypt_to_team(b"\x00binary\xff", armor=False)
+        started.assert_not_called()
+        self.assertTrue(armored.startswith("-----BEGIN PGP MESSAGE-----"))
+        self.assertNotIn(SECRET, armored)
+        self.assertEqual(pgp.decrypt(armored).decode(), SECRET)
+        self.assertEqual(pgp.decrypt(binary), b"\x00binary\xff")
+        listing = pgp.team_gpg().decrypt(armored, extra_args=["--list-only"]).stderr
+        self.assertIn("ENC_TO", listing)
+
+    def test_a_team_key_sequoia_refuses_is_used_through_gpg(self):
+        with ResearcherKeyring() as old:
+            sha1 = ("--passphrase", "", "--pinentry-mode", "loopback", "--cert-digest-algo", "SHA1")
+            result = old.run(*sha1, "--quick-gen-key", "Old team <old@example.com>", "rsa2048", "cert", "1y")
+            self.assertEqual(result.returncode, 0, result.stderr)
+            fingerprint = [line.split(":")[9] for line in old.run("--with-colons", "--list-keys").stdout.decode()
+                           .splitlines() if line.startswith("fpr:")][0]
+            result = old.run(*sha1, "--quick-add-key", fingerprint, "rsa2048", "encr", "1y")
+            self.assertEqual(result.returncode, 0, result.stderr)
+            secret = old.run("--armor", "--pinentry-mode", "loopback", "--passphrase", "",
+                             "--export-secret-keys", fingerprint).stdout.decode()
+            home = tempfile.mkdtemp(prefix="disclosure-test-sha1-")
+            self.addCleanup(shutil.rmtree, home, ignore_errors=True)
+            self.addCleanup(pgp.stop_agent, home)
+            with override_settings(GNUPG_HOME=Path(home), TEAM_KEY_FINGERPRINT=fingerprint):
+                pgp.import_team_key(secret)
+                self.assertIsNone(pgp._team_cert(fingerprint))  # Sequoia's policy: no SHA-1 self-signatures
+                armored = pgp.encrypt_to_team(SECRET)
+                self.assertEqual(pgp.decrypt(armored).decode(), SECRET)
+            decrypted = old.run("--decrypt", input_bytes=armored.encode())
+            self.assertEqual(decrypted.stdout.decode(), SECRET)
+
+
 class ReporterKeyTests(TeamKeyMixin, BaseTestCase):
     def setUp(self):
         super().setUp()
@@ -278,7 +325,7 @@ class OfflineKeyModeTests(BaseTestCase):
 
     def setUp(self):
         super().setUp()
-        pgp._can_decrypt_cache.clear()
+        pgp.forget()
 
     def test_staff_see_the_armored_block_and_a_notice_and_decrypt_offline(self):
         self.submit(report_data(description=SECRET))
