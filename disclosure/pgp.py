@@ -10,6 +10,7 @@ each call (loopback pinentry), never one cached by gpg-agent.
 
 import fcntl
 import hashlib
+import logging
 import os
 import re
 import shutil
@@ -26,6 +27,7 @@ import gnupg
 import pysequoia
 from django.conf import settings
 
+log = logging.getLogger(__name__)
 ZBASE32 = "ybndrfg8ejkmcpqxot1uwisza345h769"
 
 
@@ -272,8 +274,8 @@ def encrypt_to_team(data, *, armor: bool = True):
         plain = data.encode() if isinstance(data, str) else bytes(data)
         try:
             sealed = pysequoia.encrypt(plain, recipients=[cert], armor=armor)
-        except Exception:  # noqa: BLE001 - e.g. the key expired since it was read: gpg decides
-            pass
+        except Exception as error:  # noqa: BLE001 - e.g. the key expired since it was read: gpg decides
+            log.info("Sequoia could not encrypt to %s (%s); using gpg", fingerprint, str(error).splitlines()[0])
         else:
             return sealed.decode("ascii") if armor else sealed
     result = team_gpg().encrypt(data, [fingerprint], armor=armor, always_trust=True)
