@@ -127,12 +127,26 @@ def _save_all(emails: list[OutboundEmail]) -> list:
 
 def send_after_commit(emails: list) -> list:
     """Hand the saved outbox rows to the task queue, as one task, once the transaction
-    commits. ``robust``: a broker that is down must not turn a saved report into an error
-    page; the sweep delivers what was not enqueued."""
+    commits.
+
+    With the database as the broker (no ``REDIS_URL``) the task row is written in the same
+    transaction as the emails, so both commit or neither does, at the cost of one insert.
+    A Redis broker is told after the commit, ``robust``ly: a broker that is down must not
+    turn a saved report into an error page; the sweep delivers what was not enqueued.
+    """
     ids = [email.pk for email in emails if email is not None]
     if ids:
-        transaction.on_commit(lambda: enqueue_delivery(ids), robust=True)
+        if _broker_is_this_database():
+            enqueue_delivery(ids)
+        else:
+            transaction.on_commit(lambda: enqueue_delivery(ids), robust=True)
     return [email for email in emails if email is not None]
+
+
+def _broker_is_this_database() -> bool:
+    from django_q.conf import Conf
+
+    return bool(Conf.ORM) and not Conf.SYNC and transaction.get_connection(Conf.ORM).in_atomic_block
 
 
 @functools.cache

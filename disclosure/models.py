@@ -145,14 +145,28 @@ class TrackingCounter(models.Model):
         never share a number and a failed one leaves no gap. Keep that transaction to the
         inserts: everything slow belongs before it (see ``Report.submit``).
         """
-        if not cls.objects.filter(year=year).update(last_number=F("last_number") + 1):
+        number = cls._increment(year)
+        if number is None:
             try:
                 with transaction.atomic():
                     cls.objects.create(year=year, last_number=1)
-            except IntegrityError:
-                cls.objects.filter(year=year).update(last_number=F("last_number") + 1)
-        number = cls.objects.get(year=year).last_number
+                number = 1
+            except IntegrityError:  # another submission created the year's row first
+                number = cls._increment(year)
         return f"{settings.TRACKING_ID_PREFIX}-{year}-{number:04d}"
+
+    @classmethod
+    def _increment(cls, year: int) -> int | None:
+        """Add one to the year's counter and read it back in one statement (UPDATE ...
+        RETURNING, in SQLite and PostgreSQL); None when the year has no row yet."""
+        table, quote = cls._meta.db_table, connection.ops.quote_name
+        column = quote(cls._meta.get_field("last_number").column)
+        sql = (f"UPDATE {quote(table)} SET {column} = {column} + 1 "  # noqa: S608  # nosec B608 - names from the model
+               f"WHERE {quote(cls._meta.pk.column)} = %s RETURNING {column}")
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [year])
+            row = cursor.fetchone()
+        return row[0] if row else None
 
 
 class ReportQuerySet(models.QuerySet):

@@ -1,10 +1,12 @@
 """The outbox: a failing mail provider neither fails a submission nor loses the email."""
 
 from datetime import timedelta
+from unittest import mock, skipUnless
 
 import time_machine
 from django.core import mail
 from django.test import override_settings
+from django_q.conf import Conf
 
 from disclosure import emails, tasks
 from disclosure.models import OutboundEmail, Report, Status, StatusLink
@@ -189,10 +191,42 @@ class SubmissionShapeTests(BaseTestCase):
         with CaptureQueriesContext(connection) as captured:
             make_report()
         statements = [q["sql"].split()[0] for q in captured]
-        # The tracking number (update, read), then the report, its link, its event and
-        # both emails in one insert; the rest are savepoints.
+        # The tracking number (one UPDATE ... RETURNING), then the report, its link, its
+        # event and both emails in one insert; the rest are savepoints.
         self.assertEqual([s for s in statements if s in ("INSERT", "UPDATE", "SELECT")],
-                         ["UPDATE", "SELECT", "INSERT", "INSERT", "INSERT", "INSERT"], statements)
+                         ["UPDATE", "INSERT", "INSERT", "INSERT", "INSERT"], statements)
+
+    def test_tracking_numbers_start_at_one_each_year_and_count_up(self):
+        from disclosure.models import TrackingCounter
+
+        self.assertEqual(TrackingCounter.next_tracking_id(2031), "VDP-2031-0001")
+        self.assertEqual(TrackingCounter.next_tracking_id(2031), "VDP-2031-0002")
+        self.assertEqual(TrackingCounter.next_tracking_id(2032), "VDP-2032-0001")
+        self.assertEqual(TrackingCounter.objects.get(year=2031).last_number, 2)
+
+
+@skipUnless(Conf.ORM, "the database is the task broker only without REDIS_URL")
+class DatabaseBrokerTests(BaseTestCase):
+    """With the database as the broker, an event's delivery task is written in the
+    transaction that writes its emails (the suite runs the queue in sync mode: off here)."""
+
+    def test_the_delivery_task_commits_with_the_emails_and_is_undone_with_them(self):
+        from django.db import transaction
+        from django_q.models import OrmQ
+
+        with mock.patch.object(Conf, "SYNC", False):
+            with self.captureOnCommitCallbacks() as after_commit:
+                report, _ = make_report()
+            self.assertEqual(after_commit, [])  # nothing left for after the commit
+            task = OrmQ.objects.get()
+            self.assertEqual(task.task["func"], "disclosure.tasks.deliver_emails")
+            self.assertEqual(sorted(task.task["args"][0]),
+                             sorted(report.emails.values_list("pk", flat=True)))
+            with self.assertRaises(RuntimeError), transaction.atomic():
+                make_report()
+                raise RuntimeError("the submission failed after its emails were queued")
+        self.assertEqual(OrmQ.objects.count(), 1)
+        self.assertEqual(Report.objects.count(), 1)
 
 
 @time_machine.travel(MONDAY_10AM, tick=False)
