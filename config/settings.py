@@ -126,13 +126,24 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
         }
     }
+    RATELIMIT_USE_CACHE = "default"
 else:
+    # Without Redis: the database cache, and rate-limit counters in files under DATA_DIR
+    # (shared by every process on this machine, like the SQLite database). Counting in the
+    # database cache took SQLite's write lock twice per counted request, which queued
+    # submissions behind each other (see "Rate limits" below).
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.db.DatabaseCache",
             "LOCATION": "disclosure_cache",
-        }
+        },
+        "ratelimit": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "ratelimit"),
+            "OPTIONS": {"MAX_ENTRIES": 2000},
+        },
     }
+    RATELIMIT_USE_CACHE = "ratelimit"
 
 # django-q2 retries a failing task forever unless max_attempts is finite. Our delivery
 # task records its own failures and retries with backoff (see disclosure.tasks), so a
@@ -246,11 +257,11 @@ STORAGES = {
 }
 
 # --- Rate limits (django-ratelimit) --------------------------------------------------------
-# "<count>/<period>", period in s, m, h or d (e.g. 10/h, 5/15m). Counters live in the cache:
-# Redis with REDIS_URL. The embedded default's database cache is shared by every worker
-# process (unlike LocMemCache) but its increments are not atomic, so a burst can let a few
-# extra requests through: an accepted trade-off for a single-machine install, which is why
-# django-ratelimit's E003 check is silenced only for that configuration.
+# "<count>/<period>", period in s, m, h or d (e.g. 10/h, 5/15m). Counters live in Redis with
+# REDIS_URL. The embedded default keeps them in files under DATA_DIR: shared by every worker
+# process on the machine (unlike LocMemCache) but not incremented atomically, so a burst can
+# let a few extra requests through: an accepted trade-off for a single-machine install,
+# which is why django-ratelimit's E003 check is silenced only for that configuration.
 RATE_LIMITS = {
     "submit": env_str("RATELIMIT_SUBMIT", "10/h"),
     "form_post": env_str("RATELIMIT_FORM_POST", "60/h"),

@@ -1,8 +1,9 @@
 """Rate limits (django-ratelimit) with a 429 answer and an honest client address.
 
 Each limit is a group with a rate from the settings (``RATELIMIT_<GROUP>``). The counters
-live in the shared cache (Redis with ``REDIS_URL``; otherwise the database cache, shared
-by all processes but not atomic, so a burst can let a few extra requests through). A
+live in the cache named by ``RATELIMIT_USE_CACHE`` (Redis with ``REDIS_URL``; otherwise
+files under ``DATA_DIR``, shared by all processes on the machine but not atomic, so a burst
+can let a few extra requests through). A
 blocked request raises ``Limited``; ``RateLimitedMiddleware`` turns it into a friendly
 429 page with ``Retry-After``.
 """
@@ -13,7 +14,7 @@ import time
 from collections import OrderedDict
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from django.shortcuts import render
 from django_ratelimit.core import get_usage
 from django_ratelimit.exceptions import Ratelimited
@@ -36,6 +37,11 @@ def client_ip(group, request) -> str:
     return request.META.get("REMOTE_ADDR", "")
 
 
+def _cache():
+    """Where the counters and block markers live (django-ratelimit's own setting)."""
+    return caches[settings.RATELIMIT_USE_CACHE]
+
+
 def _blocked_key(group: str, request) -> str:
     return f"disclosure.blocked.{group}.{client_ip(group, request)}"
 
@@ -48,7 +54,7 @@ def check(request, group: str, methods=("POST",)) -> None:
     if usage and usage["should_limit"]:
         retry_after = max(int(usage["time_left"]), 1)
         key, now = _blocked_key(group, request), time.time()
-        cache.set(key, now + retry_after, retry_after)
+        _cache().set(key, now + retry_after, retry_after)
         _remember_block(key, now + retry_after, now)
         raise Limited(retry_after)
 
@@ -82,7 +88,7 @@ def refuse_if_blocked(request, group: str) -> None:
     key, now = _blocked_key(group, request), time.time()
     memo = _blocks.get(key)
     if memo is None or (memo[0] <= now and now - memo[1] >= BLOCK_MEMO_SECONDS):
-        until = cache.get(key) or 0.0
+        until = _cache().get(key) or 0.0
         _remember_block(key, until, now)
     else:
         until = memo[0]

@@ -5,9 +5,10 @@ import shutil
 import tempfile
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.contrib.auth.models import Permission, User
 from django.core import mail
-from django.core.cache import cache
+from django.core.cache import caches
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import TestCase, override_settings
 
@@ -50,7 +51,8 @@ def start_afresh(test) -> None:
     """What a test must not inherit from the one before: the cache (rate-limit counters),
     what this process remembers (programme contact, kept pages, rate-limit blocks), and
     uploads (each test stores them in a folder of its own, removed afterwards)."""
-    cache.clear()
+    for alias in settings.CACHES:
+        caches[alias].clear()
     Programme.forget_cached()
     pagecache.forget()
     ratelimits.forget()

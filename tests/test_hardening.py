@@ -1,13 +1,17 @@
 """The portal practises what the policy preaches: headers, rate limits, abuse controls,
 hostile input, early refusal of large bodies."""
 
+import os
 import re
+import subprocess
+import sys
+import tempfile
 from datetime import timedelta
+from unittest import skipIf
 
 import time_machine
 from django.conf import settings
 from django.core import mail
-from django.core.cache import cache
 from django.test import RequestFactory, override_settings
 
 from disclosure.models import Report, StatusLink
@@ -151,6 +155,25 @@ class RateLimitTests(BaseTestCase):
         self.assertEqual(self.client.post(f"/status/{token}/credit/", {"credit": "none"}).status_code, 429)
         self.assertEqual(self.client.get(f"/status/{token}/", REMOTE_ADDR="198.51.100.9").status_code, 200)
 
+    @skipIf(settings.REDIS_URL, "with REDIS_URL the counters are in Redis")
+    def test_without_redis_counters_are_shared_by_every_process_on_the_machine(self):
+        with tempfile.TemporaryDirectory() as data_dir:
+            script = ("import django; django.setup()\n"
+                      "from django.test import RequestFactory\n"
+                      "from disclosure import ratelimits\n"
+                      "request = RequestFactory().post('/report/', REMOTE_ADDR='203.0.113.5')\n"
+                      "for _ in range(3): ratelimits.check(request, 'submit')\n")
+            env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DATA_DIR": data_dir,
+                   "DEBUG": "true", "RATELIMIT_SUBMIT": "3/h"}
+            counted = subprocess.run([sys.executable, "-c", script], cwd=settings.BASE_DIR, env=env,
+                                     capture_output=True, text=True, timeout=120, check=False)
+            self.assertEqual(counted.returncode, 0, counted.stderr)
+            shared = {**settings.CACHES["ratelimit"], "LOCATION": f"{data_dir}/ratelimit"}
+            with override_settings(CACHES={**settings.CACHES, "ratelimit": shared}, RATE_LIMITS=rates(submit="3/h")):
+                self.assertEqual(self.submit(REMOTE_ADDR="203.0.113.5").status_code, 429)
+                self.assertEqual(self.submit(REMOTE_ADDR="203.0.113.6").status_code, 302)
+        self.assertEqual(Report.objects.count(), 1)
+
     def test_a_block_recorded_by_another_process_applies_here_within_a_second(self):
         from disclosure import ratelimits
 
@@ -158,7 +181,7 @@ class RateLimitTests(BaseTestCase):
         with time_machine.travel(MONDAY_10AM, tick=False) as clock:
             self.assertEqual(self.client.get(f"/status/{token}/").status_code, 200)
             request = RequestFactory().get("/", REMOTE_ADDR="127.0.0.1")
-            cache.set(ratelimits._blocked_key("status", request), MONDAY_10AM.timestamp() + 600, 600)
+            ratelimits._cache().set(ratelimits._blocked_key("status", request), MONDAY_10AM.timestamp() + 600, 600)
             self.assertEqual(self.client.get(f"/status/{token}/").status_code, 200)  # read a moment ago
             clock.shift(1.5)
             blocked = self.client.get(f"/status/{token}/")
