@@ -122,7 +122,7 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "disclosure.rediscache.RedisCache",  # Django's, reusing its client (see there)
             "LOCATION": REDIS_URL,
         }
     }

@@ -7,12 +7,12 @@ import subprocess
 import sys
 import tempfile
 from datetime import timedelta
-from unittest import skipIf
+from unittest import skipIf, skipUnless
 
 import time_machine
 from django.conf import settings
 from django.core import mail
-from django.test import RequestFactory, override_settings
+from django.test import RequestFactory, SimpleTestCase, override_settings
 
 from disclosure.models import Report, StatusLink
 from disclosure.ratelimits import client_ip
@@ -332,3 +332,21 @@ class ReporterExportTests(BaseTestCase):
         messages = [event["message"] for event in data["timeline"]]
         self.assertIn("visible reply", messages)
         self.assertNotIn("internal only", response.content.decode())
+
+
+@skipUnless(settings.REDIS_URL, "needs REDIS_URL")
+class RedisCacheTests(SimpleTestCase):
+    """Django's Redis backend with one client per pool (disclosure/rediscache.py)."""
+
+    def test_one_client_serves_every_operation_and_counting_still_works(self):
+        from django.core.cache import caches
+
+        cache = caches["default"]
+        self.assertIs(cache._cache.get_client("a"), cache._cache.get_client("b", write=True))
+        key = f"rediscache-test-{os.getpid()}"
+        self.addCleanup(cache.delete, key)
+        self.assertTrue(cache.add(key, 0, 60))
+        self.assertFalse(cache.add(key, 5, 60))
+        self.assertEqual([cache.incr(key) for _ in range(3)], [1, 2, 3])
+        self.assertEqual(cache.get(key), 3)
+
