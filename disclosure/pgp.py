@@ -122,6 +122,7 @@ def import_team_key(armored: str) -> list[str]:
     gpg = team_gpg()
     with keyring_lock():
         result = gpg.import_keys(armored)
+    forget()
     if not result.fingerprints:
         raise PGPError(f"nothing was imported: {result.summary() or 'no key found in the input'}")
     return sorted(set(result.fingerprints))
@@ -237,31 +238,80 @@ def check_encrypted_to_team(armored: str) -> None:
 
 # Sealing runs on every submission, so it is done in this process with Sequoia-PGP
 # (pysequoia) rather than by starting gpg (about 7 ms of CPU each time, against 0.1 ms).
-# The team's public certificate is read from the gpg keyring and kept for a minute, so a
-# re-imported key (a new expiry, a new subkey) is picked up. gpg still does everything
-# else, and encrypts whenever Sequoia refuses the key (its policy rejects, for example,
-# SHA-1 self-signatures that gpg 2.2 still accepts). Either way the result is a standard
-# OpenPGP message (SEIPD v1 with MDC) that gpg decrypts.
+# gpg stays the authority: Sequoia is only given what gpg would encrypt to, and only once
+# gpg has read a message Sequoia made for it.
+#   - gpg picks the key: gpg encrypts a probe to the team key (so a revoked or expired key
+#     is refused as before) and Sequoia gets only the subkey gpg chose, never a retired one.
+#   - gpg checks the format: a probe message must list exactly that subkey as recipient
+#     (gpg 2.2 cannot parse RFC 9580 messages, which Sequoia writes for keys advertising
+#     them) and, when the secret key is here, decrypt to the probe text.
+# Otherwise, and whenever Sequoia refuses the key (its policy rejects SHA-1 binding
+# signatures that gpg 2.2 accepts), gpg encrypts as before. The decision is remembered for
+# a minute and redone at once when the keyring file changes (an import, a revocation).
 TEAM_CERT_SECONDS = 60
 _team_certs: dict = {}
 
 
+def _keyring_stamp(home: Path):
+    try:
+        return (home / "pubring.kbx").stat().st_mtime_ns
+    except OSError:
+        return None
+
+
 def _team_cert(fingerprint: str):
-    key = (str(settings.GNUPG_HOME), fingerprint)
+    """A pysequoia certificate holding only the subkey gpg would encrypt to, or None when
+    sealing must go through gpg."""
+    home = Path(settings.GNUPG_HOME)
+    key = (str(home), fingerprint, _keyring_stamp(home))
     cached = _team_certs.get(key)
     if cached and time.monotonic() - cached[1] < TEAM_CERT_SECONDS:
         return cached[0]
-    try:
-        cert = pysequoia.Cert.from_bytes(export_public(fingerprint, armor=False))
-        pysequoia.encrypt(b"", recipients=[cert])  # refused now rather than on every call
-    except Exception:  # noqa: BLE001 - a key Sequoia cannot use is left to gpg
-        cert = None
+    cert, why = _sequoia_cert(fingerprint)
+    if cert is None:
+        log.info("Sealing to %s goes through gpg: %s", fingerprint, why)
+    _team_certs.clear()  # one team key at a time
     _team_certs[key] = (cert, time.monotonic())
     return cert
 
 
+def _listed_recipients(message) -> set[str]:
+    """The key IDs gpg reads as recipients of an encrypted message (without decrypting it)."""
+    listing = team_gpg().decrypt(message, extra_args=["--list-only"])
+    return set(re.findall(r"\[GNUPG:\] ENC_TO ([0-9A-F]{16})", listing.stderr))
+
+
+def _sequoia_cert(fingerprint: str):
+    """``(certificate, None)`` when Sequoia may seal to the team key, else ``(None, why)``."""
+    probe_text = b"disclosure sealing probe"
+    # Which (sub)key gpg itself encrypts to, if it will encrypt to this key at all.
+    by_gpg = team_gpg().encrypt(probe_text, [fingerprint], armor=False, always_trust=True)
+    if not by_gpg.ok:
+        return None, f"gpg refuses the key ({by_gpg.status})"
+    chosen = _listed_recipients(by_gpg.data)
+    listed = [k for k in team_gpg().list_keys(keys=[fingerprint]) if k["fingerprint"] == fingerprint]
+    fingerprints = [fingerprint, *(sub[2] for sub in (listed[0].get("subkeys") if listed else None) or [])]
+    subkey = next((fpr for fpr in fingerprints if fpr and len(chosen) == 1 and fpr[-16:] in chosen), None)
+    if subkey is None:
+        return None, f"gpg encrypts to {sorted(chosen)}, which is not one key of the team key"
+    try:
+        cert = pysequoia.Cert.from_bytes(team_gpg().export_keys(f"{subkey}!", armor=False))
+        probe = pysequoia.encrypt(probe_text, recipients=[cert], armor=False)
+    except Exception as error:  # noqa: BLE001 - whatever Sequoia refuses is left to gpg
+        return None, f"Sequoia refuses the key ({(str(error).splitlines() or ['no reason given'])[0]})"
+    if _listed_recipients(probe) != chosen:
+        return None, "gpg cannot read Sequoia's messages to it"
+    if can_decrypt():
+        try:
+            if decrypt(probe) != probe_text:
+                return None, "gpg decrypted Sequoia's probe to something else"
+        except PGPError as error:
+            return None, f"gpg cannot decrypt Sequoia's probe ({error})"
+    return cert, None
+
+
 def forget() -> None:
-    """Drop what this process remembers about keys (tests, after changing keyrings)."""
+    """Drop what this process remembers about keys (tests, and after an import)."""
     _team_certs.clear()
     _can_decrypt_cache.clear()
 
@@ -274,8 +324,8 @@ def encrypt_to_team(data, *, armor: bool = True):
         plain = data.encode() if isinstance(data, str) else bytes(data)
         try:
             sealed = pysequoia.encrypt(plain, recipients=[cert], armor=armor)
-        except Exception as error:  # noqa: BLE001 - e.g. the key expired since it was read: gpg decides
-            log.info("Sequoia could not encrypt to %s (%s); using gpg", fingerprint, str(error).splitlines()[0])
+        except Exception as error:  # noqa: BLE001 - gpg decides
+            log.warning("Sequoia could not encrypt to %s (%s); using gpg", fingerprint, error)
         else:
             return sealed.decode("ascii") if armor else sealed
     result = team_gpg().encrypt(data, [fingerprint], armor=armor, always_trust=True)

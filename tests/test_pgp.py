@@ -2,9 +2,12 @@
 
 import email
 import email.policy
+import re
 import shutil
 import subprocess
 import tempfile
+import time
+import warnings
 from pathlib import Path
 from unittest import mock
 
@@ -185,6 +188,81 @@ class SealingTests(TeamKeyMixin, BaseTestCase):
                 self.assertEqual(pgp.decrypt(armored).decode(), SECRET)
             decrypted = old.run("--decrypt", input_bytes=armored.encode())
             self.assertEqual(decrypted.stdout.decode(), SECRET)
+
+
+class SealingKeyChoiceTests(BaseTestCase):
+    """Sequoia seals only to what gpg itself would encrypt to, in a format gpg reads."""
+
+    def setUp(self):
+        super().setUp()
+        pgp.forget()
+        self.addCleanup(pgp.forget)
+        self.team = ResearcherKeyring().__enter__()  # the team's own machine, where keys are made
+        self.addCleanup(self.team.__exit__, None, None, None)
+        self.home = tempfile.mkdtemp(prefix="disclosure-test-sealing-")
+        self.addCleanup(shutil.rmtree, self.home, ignore_errors=True)
+        self.addCleanup(pgp.stop_agent, self.home)
+
+    def use_as_team_key(self, armored: str, fingerprint: str):
+        self.enterContext(override_settings(GNUPG_HOME=Path(self.home), TEAM_KEY_FINGERPRINT=fingerprint))
+        pgp.import_team_key(armored)
+
+    def recipients(self, sealed: str) -> set[str]:
+        listing = pgp.team_gpg().decrypt(sealed, extra_args=["--list-only"]).stderr
+        return set(re.findall(r"ENC_TO ([0-9A-F]{16})", listing))
+
+    def secret_key(self, fingerprint: str) -> str:
+        return self.team.run("--armor", "--pinentry-mode", "loopback", "--passphrase", "",
+                             "--export-secret-keys", fingerprint).stdout.decode()
+
+    def test_a_key_made_by_sequoia_is_still_sealed_in_a_format_gpg_reads(self):
+        import pysequoia
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            cert = pysequoia.Cert.generate("Team <team@example.com>")  # advertises RFC 9580 messages
+            secret = str(cert.secrets)
+        self.use_as_team_key(secret, cert.fingerprint.upper())
+        self.assertIsNone(pgp._team_cert(cert.fingerprint.upper()))
+        sealed = pgp.encrypt_to_team(SECRET)
+        self.assertEqual(pgp.decrypt(sealed).decode(), SECRET)
+
+    def test_only_the_newest_encryption_subkey_is_used(self):
+        fingerprint = researcher_key(self.team, uid="Team <team@example.com>")
+        older = self.encryption_subkeys(fingerprint)
+        time.sleep(1.1)  # creation times are in seconds: make the new subkey the newer one
+        result = self.team.run("--passphrase", "", "--pinentry-mode", "loopback", "--quick-add-key", fingerprint,
+                               "cv25519", "encr", "1y")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        newest = (set(self.encryption_subkeys(fingerprint)) - set(older)).pop()
+        self.use_as_team_key(self.secret_key(fingerprint), fingerprint)
+        self.assertIsNotNone(pgp._team_cert(fingerprint))  # sealed by Sequoia
+        sealed = pgp.encrypt_to_team(SECRET)
+        self.assertEqual(self.recipients(sealed), {newest[-16:]})
+        gpg_sealed = pgp.team_gpg().encrypt(SECRET, [fingerprint], always_trust=True)
+        self.assertEqual(self.recipients(str(gpg_sealed)), {newest[-16:]})  # gpg's own choice
+        self.assertEqual(pgp.decrypt(sealed).decode(), SECRET)
+
+    def test_a_revoked_team_key_is_not_sealed_to_from_the_moment_it_is_imported(self):
+        fingerprint = researcher_key(self.team, uid="Team <team@example.com>")
+        self.use_as_team_key(self.secret_key(fingerprint), fingerprint)
+        self.assertEqual(pgp.decrypt(pgp.encrypt_to_team(SECRET)).decode(), SECRET)
+        revoke(self.team, fingerprint)
+        pgp.import_team_key(export_public(self.team, fingerprint))
+        with self.assertRaises(pgp.PGPError):
+            pgp.encrypt_to_team(SECRET)
+
+    def encryption_subkeys(self, fingerprint: str) -> list[str]:
+        listing = self.team.run("--with-colons", "--list-keys", fingerprint).stdout.decode().splitlines()
+        found, in_encryption_subkey = [], False
+        for line in listing:
+            fields = line.split(":")
+            if fields[0] == "sub":
+                in_encryption_subkey = "e" in fields[11]
+            elif fields[0] == "fpr" and in_encryption_subkey:
+                found.append(fields[9])
+                in_encryption_subkey = False
+        return found
 
 
 class ReporterKeyTests(TeamKeyMixin, BaseTestCase):
