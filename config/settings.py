@@ -126,24 +126,13 @@ if REDIS_URL:
             "LOCATION": REDIS_URL,
         }
     }
-    RATELIMIT_USE_CACHE = "default"
 else:
-    # Without Redis: the database cache, and rate-limit counters in files under DATA_DIR
-    # (shared by every process on this machine, like the SQLite database). Counting in the
-    # database cache took SQLite's write lock twice per counted request, which queued
-    # submissions behind each other (see "Rate limits" below).
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.db.DatabaseCache",
             "LOCATION": "disclosure_cache",
-        },
-        "ratelimit": {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(DATA_DIR / "ratelimit"),
-            "OPTIONS": {"MAX_ENTRIES": 2000},
-        },
+        }
     }
-    RATELIMIT_USE_CACHE = "ratelimit"
 
 # django-q2 retries a failing task forever unless max_attempts is finite. Our delivery
 # task records its own failures and retries with backoff (see disclosure.tasks), so a
@@ -273,6 +262,28 @@ RATE_LIMITS = {
 for _group, _rate in RATE_LIMITS.items():
     if not re.fullmatch(r"[1-9][0-9]*/[0-9]*[smhd]", _rate):
         raise ImproperlyConfigured(f"RATELIMIT_{_group.upper()} must look like 10/h or 5/15m, not {_rate!r}")
+# Where the counters live. Redis's INCR keeps a counter's expiry. Django's other caches
+# increment with get + set, and that set gives the counter the cache's default lifetime:
+# so that a count lasts its whole window, that default is the longest window (plus a
+# minute). Without Redis, an SQLite install keeps them in files under DATA_DIR (shared by
+# every process on the machine, and off SQLite's write lock, which each count in the
+# database cache took twice); other databases keep them in the database cache, which all
+# hosts share. Expired counter files are removed by the hourly housekeeping.
+_longest_window = max(int(rate.split("/")[1][:-1] or 1) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[rate[-1]]
+                      for rate in RATE_LIMITS.values())
+if REDIS_URL:
+    RATELIMIT_USE_CACHE = "default"
+else:
+    RATELIMIT_USE_CACHE = "ratelimit"
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        CACHES["ratelimit"] = {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(DATA_DIR / "ratelimit"),
+            "OPTIONS": {"MAX_ENTRIES": 5000},
+        }
+    else:
+        CACHES["ratelimit"] = dict(CACHES["default"])
+    CACHES["ratelimit"]["TIMEOUT"] = _longest_window + 60
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 # django-ratelimit's W001 only means "not on its list": Django's own RedisCache does add()
 # and incr() atomically in Redis, which is all the counters need.

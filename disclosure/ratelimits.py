@@ -9,12 +9,14 @@ blocked request raises ``Limited``; ``RateLimitedMiddleware`` turns it into a fr
 """
 
 import functools
+import pickle
 import threading
 import time
 from collections import OrderedDict
 
 from django.conf import settings
 from django.core.cache import caches
+from django.core.cache.backends.filebased import FileBasedCache
 from django.shortcuts import render
 from django_ratelimit.core import get_usage
 from django_ratelimit.exceptions import Ratelimited
@@ -74,6 +76,28 @@ def _remember_block(key: str, until: float, now: float) -> None:
         _blocks.move_to_end(key)
         while len(_blocks) > BLOCK_MEMO_SIZE:
             _blocks.popitem(last=False)
+
+
+def delete_expired_counters() -> int:
+    """Delete counter and block-marker files whose time is up; returns how many.
+
+    Each window's counter has a key of its own, and Django's file cache deletes an
+    expired file only when it is read again, which a past window's counter never is: left
+    alone they pile up until the cache culls at random, live counters included. (Redis
+    expires keys itself; the database cache deletes expired rows first when it culls.)
+    Uses the file cache's own expiry check, so the file format stays Django's business.
+    """
+    store = _cache()
+    if not isinstance(store, FileBasedCache):
+        return 0
+    removed = 0
+    for path in store._list_cache_files():
+        try:
+            with open(path, "rb") as handle:
+                removed += store._is_expired(handle)  # deletes the file when expired
+        except (FileNotFoundError, EOFError, pickle.UnpicklingError):
+            continue
+    return removed
 
 
 def forget() -> None:

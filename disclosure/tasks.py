@@ -96,11 +96,13 @@ def sweep(now=None) -> dict:
 
 
 def housekeeping(now=None) -> dict:
-    """The hourly pass: renew security.txt, and warn the team before the key expires."""
-    from disclosure import securitytxt
+    """The hourly pass: renew security.txt, warn the team before the key expires, and
+    delete rate-limit counters whose window has passed."""
+    from disclosure import ratelimits, securitytxt
 
     now = now or timezone.now()
-    return {"securitytxt_renewed": securitytxt.renew_if_needed(now), "key_alert": key_expiry_alert(now)}
+    return {"securitytxt_renewed": securitytxt.renew_if_needed(now), "key_alert": key_expiry_alert(now),
+            "counters_deleted": ratelimits.delete_expired_counters()}
 
 
 def key_expiry_alert(now) -> bool:

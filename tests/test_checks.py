@@ -56,7 +56,8 @@ class ProductionChecksTests(SimpleTestCase):
 class StartupRefusalTests(SimpleTestCase):
     def run_check(self, *args, **env):
         clean = {k: v for k, v in os.environ.items()
-                 if k not in ("DEBUG", "SECRET_KEY", "SITE_URL", "MAILER", "DATA_DIR")}
+                 if k not in ("DEBUG", "SECRET_KEY", "SITE_URL", "MAILER", "DATA_DIR", "DATABASE_URL", "REDIS_URL")
+                 and not k.startswith("RATELIMIT_")}
         with tempfile.TemporaryDirectory() as data_dir:  # a fresh machine: no var/ folder yet
             return subprocess.run([sys.executable, *(args or ("manage.py", "check", "--deploy"))],
                                   cwd=settings.BASE_DIR,
@@ -85,6 +86,19 @@ class StartupRefusalTests(SimpleTestCase):
         result = self.run_check(DEBUG="ture")
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("DEBUG must be true or false", result.stderr)
+
+    def test_without_redis_counters_are_in_files_on_sqlite_and_in_the_database_otherwise(self):
+        show = ("import django; django.setup(); from django.conf import settings; "
+                "c = settings.CACHES[settings.RATELIMIT_USE_CACHE]; print(c['BACKEND'], c['TIMEOUT'])")
+        env = {"DEBUG": "true"}
+        on_sqlite = self.run_check("-c", show, **env)
+        self.assertEqual(on_sqlite.stdout.split(), ["django.core.cache.backends.filebased.FileBasedCache", "3660"],
+                         on_sqlite.stderr)
+        on_postgres = self.run_check("-c", show, DATABASE_URL="postgres://u@127.0.0.1:5432/none", **env)
+        self.assertEqual(on_postgres.stdout.split(), ["django.core.cache.backends.db.DatabaseCache", "3660"],
+                         on_postgres.stderr)
+        longer = self.run_check("-c", show, RATELIMIT_LOST_LINK="5/2d", **env)
+        self.assertEqual(longer.stdout.split()[1], str(2 * 86400 + 60))
 
     def test_production_settings_start(self):
         production = {"SECRET_KEY": GOOD["SECRET_KEY"], "SITE_URL": GOOD["SITE_URL"], "MAILER": "smtp"}

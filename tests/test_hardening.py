@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core import mail
 from django.test import RequestFactory, SimpleTestCase, override_settings
 
+from disclosure import ratelimits
 from disclosure.models import Report, StatusLink
 from disclosure.ratelimits import client_ip
 from tests.base import MONDAY_10AM, BaseTestCase, make_report, report_data, upload
@@ -173,6 +174,39 @@ class RateLimitTests(BaseTestCase):
                 self.assertEqual(self.submit(REMOTE_ADDR="203.0.113.5").status_code, 429)
                 self.assertEqual(self.submit(REMOTE_ADDR="203.0.113.6").status_code, 302)
         self.assertEqual(Report.objects.count(), 1)
+
+    @override_settings(RATE_LIMITS=rates(submit="3/h"))
+    def test_a_count_lasts_its_whole_window_not_the_caches_default_five_minutes(self):
+        from django_ratelimit.core import _get_window
+
+        with time_machine.travel(MONDAY_10AM, tick=False):
+            edge = _get_window("127.0.0.1", 3600)  # where this client's hourly windows begin
+        with time_machine.travel(edge + 1, tick=False) as clock:
+            for _ in range(3):
+                self.assertEqual(self.submit().status_code, 302)
+            clock.shift(timedelta(minutes=40))
+            ratelimits.forget()  # as another process would: no memory of the block
+            self.assertEqual(self.submit().status_code, 429)
+            clock.shift(timedelta(minutes=20))  # the next window
+            ratelimits.forget()
+            self.assertEqual(self.submit().status_code, 302)
+
+    @skipIf(settings.REDIS_URL, "Redis expires keys itself")
+    def test_housekeeping_deletes_counters_of_past_windows_and_keeps_current_ones(self):
+        from disclosure import tasks
+
+        store = ratelimits._cache()
+        with time_machine.travel(MONDAY_10AM, tick=False) as clock:
+            self.submit(REMOTE_ADDR="203.0.113.1")
+            self.submit(REMOTE_ADDR="203.0.113.2")
+            old = set(store._list_cache_files())
+            self.assertTrue(old)
+            clock.shift(timedelta(hours=3))
+            self.submit(REMOTE_ADDR="203.0.113.3")
+            self.assertEqual(tasks.housekeeping()["counters_deleted"], len(old))
+            remaining = set(store._list_cache_files())
+        self.assertTrue(remaining)
+        self.assertFalse(remaining & old)
 
     def test_a_block_recorded_by_another_process_applies_here_within_a_second(self):
         from disclosure import ratelimits
