@@ -262,28 +262,27 @@ RATE_LIMITS = {
 for _group, _rate in RATE_LIMITS.items():
     if not re.fullmatch(r"[1-9][0-9]*/[0-9]*[smhd]", _rate):
         raise ImproperlyConfigured(f"RATELIMIT_{_group.upper()} must look like 10/h or 5/15m, not {_rate!r}")
-# Where the counters live. Redis's INCR keeps a counter's expiry. Django's other caches
-# increment with get + set, and that set gives the counter the cache's default lifetime:
-# so that a count lasts its whole window, that default is the longest window (plus a
-# minute). Without Redis, an SQLite install keeps them in files under DATA_DIR (shared by
-# every process on the machine, and off SQLite's write lock, which each count in the
-# database cache took twice); other databases keep them in the database cache, which all
-# hosts share. Expired counter files are removed by the hourly housekeeping.
-_longest_window = max(int(rate.split("/")[1][:-1] or 1) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[rate[-1]]
-                      for rate in RATE_LIMITS.values())
+# Where the counters live. With Redis, in Redis (INCR is atomic and keeps a key's expiry).
+# Without it, an SQLite install keeps them in files under DATA_DIR: shared by every process
+# on the machine, off SQLite's write lock (each count in the database cache took it
+# twice), and incremented in place under a file lock keeping each counter's expiry (see
+# disclosure/counters.py; the hourly housekeeping deletes expired files). Other databases
+# without Redis keep them in a database cache table of their own, shared by every host;
+# Django's database cache increments with get + set, which gives a counter the cache's
+# default lifetime, so that default is the longest window (plus a minute).
 if REDIS_URL:
     RATELIMIT_USE_CACHE = "default"
 else:
     RATELIMIT_USE_CACHE = "ratelimit"
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-        CACHES["ratelimit"] = {
-            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-            "LOCATION": str(DATA_DIR / "ratelimit"),
-            "OPTIONS": {"MAX_ENTRIES": 5000},
-        }
+        CACHES["ratelimit"] = {"BACKEND": "disclosure.counters.FileCounterCache",
+                               "LOCATION": str(DATA_DIR / "ratelimit")}
     else:
-        CACHES["ratelimit"] = dict(CACHES["default"])
-    CACHES["ratelimit"]["TIMEOUT"] = _longest_window + 60
+        _longest_window = max(int(rate.split("/")[1][:-1] or 1) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[rate[-1]]
+                              for rate in RATE_LIMITS.values())
+        CACHES["ratelimit"] = {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
+                               "LOCATION": "disclosure_ratelimit", "TIMEOUT": _longest_window + 60,
+                               "OPTIONS": {"MAX_ENTRIES": 100_000}}
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 # django-ratelimit's W001 only means "not on its list": Django's own RedisCache does add()
 # and incr() atomically in Redis, which is all the counters need.

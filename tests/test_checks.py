@@ -89,16 +89,19 @@ class StartupRefusalTests(SimpleTestCase):
 
     def test_without_redis_counters_are_in_files_on_sqlite_and_in_the_database_otherwise(self):
         show = ("import django; django.setup(); from django.conf import settings; "
-                "c = settings.CACHES[settings.RATELIMIT_USE_CACHE]; print(c['BACKEND'], c['TIMEOUT'])")
-        env = {"DEBUG": "true"}
-        on_sqlite = self.run_check("-c", show, **env)
-        self.assertEqual(on_sqlite.stdout.split(), ["django.core.cache.backends.filebased.FileBasedCache", "3660"],
-                         on_sqlite.stderr)
-        on_postgres = self.run_check("-c", show, DATABASE_URL="postgres://u@127.0.0.1:5432/none", **env)
-        self.assertEqual(on_postgres.stdout.split(), ["django.core.cache.backends.db.DatabaseCache", "3660"],
+                "c = settings.CACHES[settings.RATELIMIT_USE_CACHE]; "
+                "print(c['BACKEND'], c['LOCATION'], c.get('TIMEOUT'))")
+        on_sqlite = self.run_check("-c", show, DEBUG="true")
+        backend, location, timeout = on_sqlite.stdout.split()
+        self.assertEqual((backend, timeout), ("disclosure.counters.FileCounterCache", "None"), on_sqlite.stderr)
+        self.assertTrue(location.endswith("/not-yet-created/ratelimit"), location)
+        postgres = {"DEBUG": "true", "DATABASE_URL": "postgres://u@127.0.0.1:5432/none"}
+        on_postgres = self.run_check("-c", show, **postgres)
+        self.assertEqual(on_postgres.stdout.split(),
+                         ["django.core.cache.backends.db.DatabaseCache", "disclosure_ratelimit", "3660"],
                          on_postgres.stderr)
-        longer = self.run_check("-c", show, RATELIMIT_LOST_LINK="5/2d", **env)
-        self.assertEqual(longer.stdout.split()[1], str(2 * 86400 + 60))
+        longer = self.run_check("-c", show, RATELIMIT_LOST_LINK="5/2d", **postgres)
+        self.assertEqual(longer.stdout.split()[2], str(2 * 86400 + 60))
 
     def test_production_settings_start(self):
         production = {"SECRET_KEY": GOOD["SECRET_KEY"], "SITE_URL": GOOD["SITE_URL"], "MAILER": "smtp"}

@@ -7,7 +7,7 @@ import subprocess
 import sys
 import tempfile
 from datetime import timedelta
-from unittest import skipIf, skipUnless
+from unittest import skipUnless
 
 import time_machine
 from django.conf import settings
@@ -25,6 +25,7 @@ def rates(**overrides):
     return {**settings.RATE_LIMITS, **overrides}
 
 
+FILE_COUNTERS = settings.CACHES.get("ratelimit", {}).get("BACKEND", "").endswith("FileCounterCache")
 XSS = '<script>alert("x")</script><img src=x onerror=alert(1)>"\'><svg onload=alert(2)>'
 
 
@@ -156,7 +157,7 @@ class RateLimitTests(BaseTestCase):
         self.assertEqual(self.client.post(f"/status/{token}/credit/", {"credit": "none"}).status_code, 429)
         self.assertEqual(self.client.get(f"/status/{token}/", REMOTE_ADDR="198.51.100.9").status_code, 200)
 
-    @skipIf(settings.REDIS_URL, "with REDIS_URL the counters are in Redis")
+    @skipUnless(FILE_COUNTERS, "counters are in files only on SQLite without Redis")
     def test_without_redis_counters_are_shared_by_every_process_on_the_machine(self):
         with tempfile.TemporaryDirectory() as data_dir:
             script = ("import django; django.setup()\n"
@@ -191,7 +192,26 @@ class RateLimitTests(BaseTestCase):
             ratelimits.forget()
             self.assertEqual(self.submit().status_code, 302)
 
-    @skipIf(settings.REDIS_URL, "Redis expires keys itself")
+    @skipUnless(FILE_COUNTERS, "counters are in files only on SQLite without Redis")
+    def test_file_counters_add_atomically_across_processes(self):
+        script = ("import django; django.setup()\n"
+                  "from disclosure import ratelimits\n"
+                  "for _ in range(300): ratelimits._cache().incr('shared-counter')\n")
+        with tempfile.TemporaryDirectory() as data_dir:
+            shared = {**settings.CACHES["ratelimit"], "LOCATION": f"{data_dir}/ratelimit"}
+            with override_settings(CACHES={**settings.CACHES, "ratelimit": shared}):
+                store = ratelimits._cache()
+                store.set("shared-counter", 0, 600)
+                env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "true",
+                       "DATA_DIR": data_dir}
+                workers = [subprocess.Popen([sys.executable, "-c", script], cwd=settings.BASE_DIR, env=env,
+                                            stderr=subprocess.PIPE, text=True) for _ in range(2)]
+                for worker in workers:
+                    self.assertEqual(worker.wait(timeout=120), 0, worker.stderr.read())
+                    worker.stderr.close()
+                self.assertEqual(store.get("shared-counter"), 600)
+
+    @skipUnless(FILE_COUNTERS, "counters are in files only on SQLite without Redis")
     def test_housekeeping_deletes_counters_of_past_windows_and_keeps_current_ones(self):
         from disclosure import tasks
 

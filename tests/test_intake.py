@@ -224,8 +224,9 @@ class StatusPageTests(BaseTestCase):
             page = self.client.get(self.url)
         # The first view reads the link, the report, its public events and its files; the
         # page is then kept, and later views only check that nothing it shows has changed.
-        # The rate-limit block is looked up in the cache (the database cache by default).
-        first, second = ([q["sql"] for q in run if "disclosure_cache" not in q["sql"]] for run in (first, second))
+        # The rate-limit block is looked up in the counters' cache (a database table with
+        # PostgreSQL and no Redis).
+        first, second = ([q["sql"] for q in run if "disclosure_ratelimit" not in q["sql"]] for run in (first, second))
         self.assertEqual(len(first), 4, first)
         self.assertEqual(len(second), 1, second)
         self.assertTrue(all(q.startswith("SELECT") for q in [*first, *second]))

@@ -82,8 +82,8 @@ class StatusPageCacheTests(BaseTestCase):
         with CaptureQueriesContext(connection) as queries:
             self.page()
         # The page's version, and (with the embedded database cache) the rate-limit block.
-        self.assertEqual([q["sql"] for q in queries if "disclosure_cache" not in q["sql"]][0][:6], "SELECT")
-        self.assertEqual(len([q for q in queries if "disclosure_cache" not in q["sql"]]), 1)
+        self.assertEqual([q["sql"] for q in queries if "disclosure_ratelimit" not in q["sql"]][0][:6], "SELECT")
+        self.assertEqual(len([q for q in queries if "disclosure_ratelimit" not in q["sql"]]), 1)
 
     def test_a_withdrawal_shows_at_once(self):
         self.assertIn("Withdraw this report", self.page())
@@ -124,4 +124,4 @@ class StatusPageCacheWithTeamKeyTests(TeamKeyMixin, BaseTestCase):
             with CaptureQueriesContext(connection) as queries:
                 page = self.client.get(f"/status/{token}/").content.decode()
             self.assertIn(pagecache.SEALED_NOTICE, page)
-            self.assertGreater(len([q for q in queries if "disclosure_cache" not in q["sql"]]), 1)  # rendered again
+            self.assertGreater(len([q for q in queries if "disclosure_ratelimit" not in q["sql"]]), 1)  # rendered again
