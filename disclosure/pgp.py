@@ -233,7 +233,11 @@ def check_encrypted_to_team(armored: str) -> None:
                        f"cannot read it. Encrypt it to our key {team_fingerprint()} from /pgp-key.txt.")
     key = team_key()
     if key is not None and key.has_secret:
-        decrypt(text)  # raises when the data is corrupt
+        try:
+            decrypt(text)  # raises when the data is corrupt
+        except PGPError as error:
+            if not _no_secret_key(error):  # the encryption key's secret is kept elsewhere
+                raise
 
 
 # Sealing runs on every submission, so it is done in this process with Sequoia-PGP
@@ -252,26 +256,34 @@ TEAM_CERT_SECONDS = 60
 _team_certs: dict = {}
 
 
-def _keyring_stamp(home: Path):
-    try:
-        return (home / "pubring.kbx").stat().st_mtime_ns
-    except OSError:
-        return None
+def _keyring_stamp(home: Path) -> tuple:
+    """Changes whenever a process imports into the keyring (keybox or the older format)."""
+    stamp = []
+    for name in ("pubring.kbx", "pubring.gpg"):
+        try:
+            stat = (home / name).stat()
+        except OSError:
+            stamp.append(None)
+        else:
+            stamp.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    return tuple(stamp)
 
 
 def _team_cert(fingerprint: str):
     """A pysequoia certificate holding only the subkey gpg would encrypt to, or None when
-    sealing must go through gpg."""
+    sealing must go through gpg. Kept for a minute at most, never past the key's expiry
+    (Sequoia itself would still encrypt to an expired key)."""
     home = Path(settings.GNUPG_HOME)
     key = (str(home), fingerprint, _keyring_stamp(home))
     cached = _team_certs.get(key)
-    if cached and time.monotonic() - cached[1] < TEAM_CERT_SECONDS:
+    if cached and time.monotonic() < cached[1]:
         return cached[0]
-    cert, why = _sequoia_cert(fingerprint)
+    cert, why, valid_until = _sequoia_cert(fingerprint)
     if cert is None:
         log.info("Sealing to %s goes through gpg: %s", fingerprint, why)
+    keep = TEAM_CERT_SECONDS if valid_until is None else min(TEAM_CERT_SECONDS, valid_until - time.time())
     _team_certs.clear()  # one team key at a time
-    _team_certs[key] = (cert, time.monotonic())
+    _team_certs[key] = (cert, time.monotonic() + keep)
     return cert
 
 
@@ -282,32 +294,44 @@ def _listed_recipients(message) -> set[str]:
 
 
 def _sequoia_cert(fingerprint: str):
-    """``(certificate, None)`` when Sequoia may seal to the team key, else ``(None, why)``."""
+    """``(certificate, None, valid until)`` when Sequoia may seal to the team key, else
+    ``(None, why, None)``."""
     probe_text = b"disclosure sealing probe"
     # Which (sub)key gpg itself encrypts to, if it will encrypt to this key at all.
     by_gpg = team_gpg().encrypt(probe_text, [fingerprint], armor=False, always_trust=True)
     if not by_gpg.ok:
-        return None, f"gpg refuses the key ({by_gpg.status})"
+        return None, f"gpg refuses the key ({by_gpg.status})", None
     chosen = _listed_recipients(by_gpg.data)
     listed = [k for k in team_gpg().list_keys(keys=[fingerprint]) if k["fingerprint"] == fingerprint]
-    fingerprints = [fingerprint, *(sub[2] for sub in (listed[0].get("subkeys") if listed else None) or [])]
-    subkey = next((fpr for fpr in fingerprints if fpr and len(chosen) == 1 and fpr[-16:] in chosen), None)
+    key = listed[0] if listed else {}
+    candidates = [(fingerprint, key)] + [(sub[2], (key.get("subkey_info") or {}).get(sub[0], {}))
+                                         for sub in key.get("subkeys") or []]
+    subkey, info = next(((fpr, info) for fpr, info in candidates
+                         if fpr and len(chosen) == 1 and fpr[-16:] in chosen), (None, None))
     if subkey is None:
-        return None, f"gpg encrypts to {sorted(chosen)}, which is not one key of the team key"
+        return None, f"gpg encrypts to {sorted(chosen)}, which is not one key of the team key", None
+    expiries = [int(value) for value in (key.get("expires"), info.get("expires")) if value]
     try:
         cert = pysequoia.Cert.from_bytes(team_gpg().export_keys(f"{subkey}!", armor=False))
         probe = pysequoia.encrypt(probe_text, recipients=[cert], armor=False)
     except Exception as error:  # noqa: BLE001 - whatever Sequoia refuses is left to gpg
-        return None, f"Sequoia refuses the key ({(str(error).splitlines() or ['no reason given'])[0]})"
+        return None, f"Sequoia refuses the key ({(str(error).splitlines() or ['no reason given'])[0]})", None
     if _listed_recipients(probe) != chosen:
-        return None, "gpg cannot read Sequoia's messages to it"
+        return None, "gpg cannot read Sequoia's messages to it", None
     if can_decrypt():
         try:
             if decrypt(probe) != probe_text:
-                return None, "gpg decrypted Sequoia's probe to something else"
+                return None, "gpg decrypted Sequoia's probe to something else", None
         except PGPError as error:
-            return None, f"gpg cannot decrypt Sequoia's probe ({error})"
-    return cert, None
+            if not _no_secret_key(error):  # only a signing key here: the listing is the check
+                return None, f"gpg cannot decrypt Sequoia's probe ({error})", None
+    return cert, None, min(expiries, default=None)
+
+
+def _no_secret_key(error: PGPError) -> bool:
+    """gpg could not decrypt because the secret encryption key is not on this machine
+    (for example only the signing subkey is, to sign security.txt)."""
+    return "no secret key" in str(error)
 
 
 def forget() -> None:

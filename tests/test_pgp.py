@@ -18,7 +18,7 @@ from disclosure import pgp
 from disclosure.models import Attachment, OutboundEmail, Report
 from disclosure.pgpmime import PGPMimeEmail
 from tests.base import MONDAY_10AM, BaseTestCase, report_data, upload
-from tests.pgp_keys import ResearcherKeyring, TeamKeyMixin, export_public, researcher_key, revoke
+from tests.pgp_keys import ResearcherKeyring, TeamKeyMixin, export_public, gpg_cli, researcher_key, revoke
 
 SECRET = "SQL injection in /api/search?q= lets anyone read the users table"
 
@@ -251,6 +251,63 @@ class SealingKeyChoiceTests(BaseTestCase):
         pgp.import_team_key(export_public(self.team, fingerprint))
         with self.assertRaises(pgp.PGPError):
             pgp.encrypt_to_team(SECRET)
+
+    def test_a_revocation_imported_by_another_process_applies_at_once(self):
+        fingerprint = researcher_key(self.team, uid="Team <team@example.com>")
+        self.use_as_team_key(self.secret_key(fingerprint), fingerprint)
+        self.assertIsNotNone(pgp._team_cert(fingerprint))
+        revoke(self.team, fingerprint)
+        imported = gpg_cli(self.home, "--import", input_bytes=export_public(self.team, fingerprint).encode())
+        self.assertEqual(imported.returncode, 0, imported.stderr)  # e.g. manage.py pgp_import_team_key
+        with self.assertRaises(pgp.PGPError):
+            pgp.encrypt_to_team(SECRET)
+
+    def test_offline_a_key_made_by_sequoia_is_sealed_by_gpg(self):
+        import pysequoia
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            cert = pysequoia.Cert.generate("Team <team@example.com>")
+            secret = str(cert.secrets)
+        fingerprint = cert.fingerprint.upper()
+        self.use_as_team_key(str(cert), fingerprint)  # the public key only
+        self.assertIsNone(pgp._team_cert(fingerprint))
+        sealed = pgp.encrypt_to_team(SECRET)
+        self.assertEqual(self.team.run("--import", input_bytes=secret.encode()).returncode, 0)
+        self.assertEqual(self.team.run("--decrypt", input_bytes=sealed.encode()).stdout.decode(), SECRET)
+
+    def test_with_only_the_signing_key_here_sequoia_seals_and_encrypted_reports_are_accepted(self):
+        loopback = ("--passphrase", "", "--pinentry-mode", "loopback")
+        result = self.team.run(*loopback, "--quick-gen-key", "Team <team@example.com>", "ed25519", "cert", "1y")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        fingerprint = self.fingerprints()[0]
+        for algo, usage in (("ed25519", "sign"), ("cv25519", "encr")):
+            self.assertEqual(self.team.run(*loopback, "--quick-add-key", fingerprint, algo, usage, "1y").returncode, 0)
+        signing_subkey = self.fingerprints()[1]
+        signing_only = self.team.run(*loopback, "--armor", "--export-secret-subkeys", f"{signing_subkey}!")
+        self.use_as_team_key(export_public(self.team, fingerprint), fingerprint)
+        pgp.import_team_key(signing_only.stdout.decode())
+        self.assertTrue(pgp.can_decrypt())  # a secret key is here, just not the encryption one
+        pgp.encrypt_to_team("warm up")
+        with mock.patch("gnupg.Popen", wraps=subprocess.Popen) as started:
+            sealed = pgp.encrypt_to_team(SECRET)
+        started.assert_not_called()
+        self.assertEqual(self.team.run("--decrypt", input_bytes=sealed.encode()).stdout.decode(), SECRET)
+        pgp.check_encrypted_to_team(sealed)  # a researcher's encrypted report is accepted
+
+    def test_a_subkey_about_to_expire_is_not_remembered_past_its_expiry(self):
+        fingerprint = researcher_key(self.team, uid="Team <team@example.com>", usage="cert")
+        result = self.team.run("--passphrase", "", "--pinentry-mode", "loopback", "--quick-add-key", fingerprint,
+                               "cv25519", "encr", "seconds=30")
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.use_as_team_key(self.secret_key(fingerprint), fingerprint)
+        self.assertIsNotNone(pgp._team_cert(fingerprint))
+        (_, until), = pgp._team_certs.values()
+        self.assertLessEqual(until - time.monotonic(), 30)
+
+    def fingerprints(self) -> list[str]:
+        listing = self.team.run("--with-colons", "--list-keys").stdout.decode().splitlines()
+        return [line.split(":")[9] for line in listing if line.startswith("fpr:")]
 
     def encryption_subkeys(self, fingerprint: str) -> list[str]:
         listing = self.team.run("--with-colons", "--list-keys", fingerprint).stdout.decode().splitlines()
