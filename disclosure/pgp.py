@@ -87,11 +87,49 @@ def team_fingerprint() -> str:
     return (settings.TEAM_KEY_FINGERPRINT or "").replace(" ", "").upper()
 
 
+# What the keyring says about the team key, remembered for a minute per process and read
+# again at once when the keyring changes (an import by any process). Validating a
+# researcher's encrypted report used to list the keyring three times per field.
+KEYRING_MEMO_SECONDS = 60
+_keyring_memo: dict = {}
+
+
+def _from_keyring(name: str, read):
+    home = Path(settings.GNUPG_HOME)
+    key = (name, str(home), team_fingerprint(), _keyring_stamp(home))
+    hit, now = _keyring_memo.get(key), time.monotonic()
+    if hit and now < hit[1]:
+        return hit[0]
+    value = read()
+    if len(_keyring_memo) > 32:
+        _keyring_memo.clear()
+    _keyring_memo[key] = (value, now + KEYRING_MEMO_SECONDS)
+    return value
+
+
+def _keyring_stamp(home: Path) -> tuple:
+    """Changes whenever a process imports into the keyring: public keys (keybox or the
+    older format) or secret keys."""
+    stamp = []
+    for name in ("pubring.kbx", "pubring.gpg", "private-keys-v1.d"):
+        try:
+            stat = (home / name).stat()
+        except OSError:
+            stamp.append(None)
+        else:
+            stamp.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
+    return tuple(stamp)
+
+
 def team_key() -> KeyInfo | None:
     """The configured team key as found in the keyring, or None when there is none."""
-    fingerprint = team_fingerprint()
-    if not fingerprint:
+    if not team_fingerprint():
         return None
+    return _from_keyring("team_key", _read_team_key)
+
+
+def _read_team_key() -> KeyInfo | None:
+    fingerprint = team_fingerprint()
     gpg = team_gpg()
     public = [k for k in gpg.list_keys(keys=[fingerprint]) if k["fingerprint"] == fingerprint]
     if not public:
@@ -200,13 +238,16 @@ def looks_like_pgp(text: str) -> bool:
     return looks_encrypted(text) or "-----BEGIN PGP SIGNED MESSAGE-----" in (text or "")
 
 
-def team_encryption_key_ids(fingerprint: str | None = None) -> set[str]:
-    fingerprint = fingerprint or team_fingerprint()
-    ids = set()
-    for key in team_gpg().list_keys(keys=[fingerprint]):
-        ids.add(key["keyid"])
-        ids.update(sub[0] for sub in key.get("subkeys") or [])
-    return ids
+def team_encryption_key_ids() -> frozenset[str]:
+    """The key IDs of the team key and its subkeys."""
+    def read():
+        ids = set()
+        for key in team_gpg().list_keys(keys=[team_fingerprint()]):
+            ids.add(key["keyid"])
+            ids.update(sub[0] for sub in key.get("subkeys") or [])
+        return frozenset(ids)
+
+    return _from_keyring("encryption_key_ids", read)
 
 
 def check_encrypted_to_team(armored: str) -> None:
@@ -254,19 +295,6 @@ def check_encrypted_to_team(armored: str) -> None:
 # a minute and redone at once when the keyring file changes (an import, a revocation).
 TEAM_CERT_SECONDS = 60
 _team_certs: dict = {}
-
-
-def _keyring_stamp(home: Path) -> tuple:
-    """Changes whenever a process imports into the keyring (keybox or the older format)."""
-    stamp = []
-    for name in ("pubring.kbx", "pubring.gpg"):
-        try:
-            stat = (home / name).stat()
-        except OSError:
-            stamp.append(None)
-        else:
-            stamp.append((stat.st_ino, stat.st_size, stat.st_mtime_ns))
-    return tuple(stamp)
 
 
 def _team_cert(fingerprint: str):
@@ -337,7 +365,7 @@ def _no_secret_key(error: PGPError) -> bool:
 def forget() -> None:
     """Drop what this process remembers about keys (tests, and after an import)."""
     _team_certs.clear()
-    _can_decrypt_cache.clear()
+    _keyring_memo.clear()
 
 
 def encrypt_to_team(data, *, armor: bool = True):
@@ -366,21 +394,10 @@ def decrypt(data) -> bytes:
     return result.data
 
 
-_can_decrypt_cache: dict = {}
-
-
 def can_decrypt() -> bool:
-    """Whether the team's secret key is here (remembered for a minute per fingerprint)."""
-    fingerprint = team_fingerprint()
-    if not fingerprint:
-        return False
-    cached = _can_decrypt_cache.get(fingerprint)
-    if cached and time.monotonic() - cached[1] < 60:
-        return cached[0]
+    """Whether the team's secret key is here."""
     key = team_key()
-    answer = key is not None and key.has_secret
-    _can_decrypt_cache[fingerprint] = (answer, time.monotonic())
-    return answer
+    return key is not None and key.has_secret
 
 
 # --- Reporters' keys (never imported into the team keyring) ---------------------------------

@@ -70,6 +70,13 @@ class EncryptedReportsInTests(TeamKeyMixin, BaseTestCase):
         page = self.client.get(f"/admin/disclosure/report/{report.pk}/change/", secure=True)
         self.assertContains(page, SECRET)
 
+    def test_checking_an_encrypted_field_runs_gpg_twice(self):
+        armored = self.encrypt(SECRET)
+        pgp.check_encrypted_to_team(armored)  # the keyring is read once, then remembered
+        with mock.patch("gnupg.Popen", wraps=subprocess.Popen) as started:
+            pgp.check_encrypted_to_team(armored)
+        self.assertEqual(started.call_count, 2)  # its recipients, then decrypting it
+
     def test_plaintext_reports_and_files_are_stored_encrypted_and_read_on_demand(self):
         response = self.submit(report_data(description=SECRET), files=[upload("poc.py", b"print('pwned')")])
         self.assertEqual(response.status_code, 302)
@@ -304,6 +311,14 @@ class SealingKeyChoiceTests(BaseTestCase):
         self.assertIsNotNone(pgp._team_cert(fingerprint))
         (_, until), = pgp._team_certs.values()
         self.assertLessEqual(until - time.monotonic(), 30)
+
+    def test_a_secret_key_imported_by_another_process_is_seen_at_once(self):
+        fingerprint = researcher_key(self.team, uid="Team <team@example.com>")
+        self.use_as_team_key(export_public(self.team, fingerprint), fingerprint)
+        self.assertFalse(pgp.can_decrypt())
+        imported = gpg_cli(self.home, "--import", input_bytes=self.secret_key(fingerprint).encode())
+        self.assertEqual(imported.returncode, 0, imported.stderr)
+        self.assertTrue(pgp.can_decrypt())
 
     def fingerprints(self) -> list[str]:
         listing = self.team.run("--with-colons", "--list-keys").stdout.decode().splitlines()
