@@ -5,8 +5,10 @@ Usage: bin/bench   (or .venv/bin/python bench/load.py [--seconds 8] [--connectio
 Starts gunicorn (2 workers, DEBUG off, https as seen through a trusted proxy header) on a
 throw-away SQLite database with a team key, then measures requests per second and
 p50/p99 latency for a whitenoise static file (this machine's ceiling), security.txt, the
-report form, a form submission (with and without PGP work: sealing to the team key), the
-status page and the admin queue. Every figure is also given as a ratio to the static file,
+report form, a form submission (sealed to the team key by the server, as without
+JavaScript; encrypted in the browser, as the form's JavaScript does by default, which the
+server checks with gpg; and with no team key work at all), the status page and the admin
+queue. Every figure is also given as a ratio to the static file,
 measured again right before and after each endpoint (the ratio uses the mean of the two),
 because absolute numbers on a shared machine are not stable and drift within a run.
 Results are printed and written to bench/results/load.md, or load-<database>-<cache>.md with
@@ -25,6 +27,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote_plus
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = str(ROOT / ".venv" / "bin" / "python")
@@ -118,9 +121,18 @@ def wrk(path, seconds, connections, headers=(), script=None) -> dict:
             "errors": int(non_2xx.group(1)) if non_2xx else 0}
 
 
-def submission_script(directory, csrf) -> str:
-    path = Path(directory) / "submit.lua"
-    body = ("title=Benchmark+finding&description=A+reflected+XSS+in+the+search+box.+Steps+follow."
+def encrypted_description(env) -> str:
+    """The description as the form's JavaScript sends it: encrypted to the team key."""
+    result = subprocess.run(["gpg", "--homedir", f"{env['DATA_DIR']}/gnupg", "--batch", "--trust-model", "always",
+                             "--encrypt", "--armor", "--recipient", env["TEAM_KEY_FINGERPRINT"]],
+                            input=b"A reflected XSS in the search box. Steps follow.", capture_output=True, check=True)
+    return result.stdout.decode()
+
+
+def submission_script(directory, csrf, description="A reflected XSS in the search box. Steps follow.",
+                      name="submit") -> str:
+    path = Path(directory) / f"{name}.lua"
+    body = (f"title=Benchmark+finding&description={quote_plus(description)}"
             "&asset=https%3A%2F%2Fapp.example.com&reporter_email=bench%40researcher.example"
             f"&csrfmiddlewaretoken={csrf}")
     path.write_text(f"""
@@ -182,6 +194,8 @@ def main():
             ("status page", f"/status/{seeded['token']}/", (), None),
             ("admin queue", "/admin/disclosure/report/", (f"Cookie: sessionid={seeded['session']}",), None),
             ("submission", "/report/", (), script),
+            ("submission (encrypted in the browser)", "/report/", (),
+             submission_script(data_dir, csrf, encrypted_description(env), "submit-encrypted")),
         ]
         with Gunicorn(env, data_dir, args.workers):
             for name, path, headers, lua in plan:

@@ -262,6 +262,14 @@ def check_encrypted_to_team(armored: str) -> None:
     if len(blocks) != 1 or blocks[0].strip() != text:
         raise PGPError("The encrypted message is not a complete ASCII-armored block: it must start with "
                        "-----BEGIN PGP MESSAGE----- and end with -----END PGP MESSAGE-----, with nothing around it.")
+    key = team_key()
+    if key is not None and key.has_secret:
+        # The common case in one gpg run: it decrypts with our key, and gpg says it was
+        # encrypted (not merely signed) to one of our keys. Anything else is diagnosed below.
+        result = team_gpg().decrypt(text, passphrase=settings.TEAM_KEY_PASSPHRASE or None)
+        to = set(re.findall(r"\[GNUPG:\] ENC_TO ([0-9A-F]{16})", result.stderr))
+        if result.ok and "[GNUPG:] DECRYPTION_OKAY" in result.stderr and to & team_encryption_key_ids():
+            return
     listing = team_gpg().decrypt(text, extra_args=["--list-only"])
     recipients = set(re.findall(r"\[GNUPG:\] ENC_TO ([0-9A-F]{16})", listing.stderr))
     if not recipients:
@@ -272,7 +280,6 @@ def check_encrypted_to_team(armored: str) -> None:
     if not recipients & ours:
         raise PGPError(f"This message is encrypted to a different key ({', '.join(sorted(recipients))}), so we "
                        f"cannot read it. Encrypt it to our key {team_fingerprint()} from /pgp-key.txt.")
-    key = team_key()
     if key is not None and key.has_secret:
         try:
             decrypt(text)  # raises when the data is corrupt
