@@ -263,12 +263,24 @@ def check_encrypted_to_team(armored: str) -> None:
         raise PGPError("The encrypted message is not a complete ASCII-armored block: it must start with "
                        "-----BEGIN PGP MESSAGE----- and end with -----END PGP MESSAGE-----, with nothing around it.")
     key = team_key()
+    status = []
     if key is not None and key.has_secret:
-        # The common case in one gpg run: it decrypts with our key, and gpg says it was
-        # encrypted (not merely signed) to one of our keys. Anything else is diagnosed below.
-        result = team_gpg().decrypt(text, passphrase=settings.TEAM_KEY_PASSPHRASE or None)
-        to = set(re.findall(r"\[GNUPG:\] ENC_TO ([0-9A-F]{16})", result.stderr))
-        if result.ok and "[GNUPG:] DECRYPTION_OKAY" in result.stderr and to & team_encryption_key_ids():
+        # The common case in one gpg run: exactly one encrypted packet, decrypted with its
+        # integrity protection intact, to one of our keys, and nothing gpg objected to.
+        # (python-gnupg's ``ok`` only says that *some* packet decrypted.) The plaintext goes
+        # to /dev/null, so a compression bomb costs no memory; without a passphrase gpg must
+        # not wait on gpg-agent for one.
+        passphrase = settings.TEAM_KEY_PASSPHRASE or None
+        result = team_gpg().decrypt(text, passphrase=passphrase, output=os.devnull,
+                                    extra_args=[] if passphrase else ["--pinentry-mode", "error"])
+        status = [line[9:].split() for line in result.stderr.splitlines()
+                  if line.startswith("[GNUPG:] ") and line[9:].strip()]
+        words = [item[0] for item in status]
+        to = {item[1] for item in status if item[0] == "ENC_TO" and len(item) > 1}
+        if (words.count("BEGIN_DECRYPTION") == 1 and words.count("PLAINTEXT") == 1
+                and "DECRYPTION_OKAY" in words and "GOODMDC" in words
+                and not {"DECRYPTION_FAILED", "BADMDC", "ERROR"} & set(words)
+                and to & team_encryption_key_ids()):
             return
     listing = team_gpg().decrypt(text, extra_args=["--list-only"])
     recipients = set(re.findall(r"\[GNUPG:\] ENC_TO ([0-9A-F]{16})", listing.stderr))
@@ -281,11 +293,13 @@ def check_encrypted_to_team(armored: str) -> None:
         raise PGPError(f"This message is encrypted to a different key ({', '.join(sorted(recipients))}), so we "
                        f"cannot read it. Encrypt it to our key {team_fingerprint()} from /pgp-key.txt.")
     if key is not None and key.has_secret:
-        try:
-            decrypt(text)  # raises when the data is corrupt
-        except PGPError as error:
-            if not _no_secret_key(error):  # the encryption key's secret is kept elsewhere
-                raise
+        # Acceptable only when every key of ours it names has its secret kept elsewhere (gpg
+        # said NO_SECKEY for it: only the signing key is here); otherwise we had the key and
+        # the message did not decrypt cleanly.
+        missing = {item[1] for item in status if item[0] == "NO_SECKEY" and len(item) > 1}
+        if not (recipients & ours) <= missing:
+            raise PGPError("This message could not be decrypted with our key: it is damaged, not integrity "
+                           "protected, or holds more than one message. Please encrypt it again.")
 
 
 # Sealing runs on every submission, so it is done in this process with Sequoia-PGP

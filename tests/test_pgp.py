@@ -137,6 +137,34 @@ class EncryptedReportsInTests(TeamKeyMixin, BaseTestCase):
         self.assertRefused(self.submit(report_data(description=self.encrypt(SECRET, other))),
                            "encrypted to a different key")
 
+    def binary(self, text: str, *recipients) -> bytes:
+        args = ["--trust-model", "always", "--encrypt"]
+        for recipient in recipients:
+            args += ["--recipient", recipient]
+        result = self.researcher.run(*args, input_bytes=text.encode())
+        self.assertEqual(result.returncode, 0, result.stderr)
+        return result.stdout
+
+    @staticmethod
+    def armored(data: bytes) -> str:
+        import pysequoia
+
+        return pysequoia.armor(data, pysequoia.ArmorKind.Message)
+
+    def test_a_damaged_message_to_us_and_to_the_researcher_is_refused(self):
+        own = researcher_key(self.researcher)
+        message = bytearray(self.binary(SECRET, self.fingerprint, own))
+        message[-5] ^= 0x01  # one flipped byte in the encrypted data: staff could never read it
+        self.assertRefused(self.submit(report_data(description=self.armored(bytes(message)))),
+                           "could not be decrypted with our key")
+
+    def test_a_message_to_us_followed_by_another_message_is_refused(self):
+        other = researcher_key(self.researcher, uid="Someone Else <else@example.com>")
+        joined = self.binary(SECRET, self.fingerprint) + self.binary("more", other)
+        self.assertRefused(self.submit(report_data(description=self.armored(joined))), "more than one message")
+        twice = self.binary(SECRET, self.fingerprint) + self.binary("hidden", self.fingerprint)
+        self.assertRefused(self.submit(report_data(description=self.armored(twice))), "more than one message")
+
     def test_a_signed_only_message_is_refused(self):
         key = researcher_key(self.researcher)
         clearsigned = self.researcher.run("--local-user", key, "--clearsign", input_bytes=SECRET.encode())
