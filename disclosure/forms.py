@@ -42,13 +42,13 @@ def _check_text(value: str, *, single_line: bool) -> str:
     return value
 
 
-def check_encrypted(text: str) -> None:
+def check_encrypted(text: str, *, max_output: int = pgp.TEXT_MAX_OUTPUT) -> None:
     """A pasted PGP message must be one complete block, encrypted to the team key."""
     if not pgp.team_fingerprint():
         raise ValidationError("This looks like a PGP message, but this portal has no team key yet. Send the text "
                               "unencrypted, or email us to agree on a key.", code="no_team_key")
     try:
-        pgp.check_encrypted_to_team(text)
+        pgp.check_encrypted_to_team(text, max_output=max_output)
     except pgp.PGPError as error:
         raise ValidationError(str(error), code="pgp") from None
 
@@ -60,7 +60,7 @@ def check_encrypted_upload(upload) -> None:
     if pgp.is_armored_message_file(data):
         text = data.decode("ascii", "replace")
         try:
-            check_encrypted(text)
+            check_encrypted(text, max_output=pgp.file_max_output())
         except ValidationError as error:
             raise ValidationError(f"{upload.name}: {error.messages[0]}", code="pgp") from None
 

@@ -250,10 +250,19 @@ def team_encryption_key_ids() -> frozenset[str]:
     return _from_keyring("encryption_key_ids", read)
 
 
-def check_encrypted_to_team(armored: str) -> None:
+# Decrypting never produces more than this (gpg's --max-output): a few bytes of compressed
+# data can expand to gigabytes. Text fields are at most 50,000 characters.
+TEXT_MAX_OUTPUT = 4 * 1024 * 1024
+
+
+def file_max_output() -> int:
+    return 4 * settings.MAX_ATTACHMENT_BYTES
+
+
+def check_encrypted_to_team(armored: str, *, max_output: int = TEXT_MAX_OUTPUT) -> None:
     """Raise ``PGPError`` with a message for the researcher unless ``armored`` is one
     well-formed PGP message encrypted to the team key (and, when the secret key is here,
-    one that actually decrypts)."""
+    one that actually decrypts, to at most ``max_output`` bytes)."""
     text = armored.strip()
     if "-----BEGIN PGP SIGNED MESSAGE-----" in text:
         raise PGPError("This is a signed message, not an encrypted one. Encrypt it to our key instead "
@@ -267,12 +276,13 @@ def check_encrypted_to_team(armored: str) -> None:
     if key is not None and key.has_secret:
         # The common case in one gpg run: exactly one encrypted packet, decrypted with its
         # integrity protection intact, to one of our keys, and nothing gpg objected to.
-        # (python-gnupg's ``ok`` only says that *some* packet decrypted.) The plaintext goes
-        # to /dev/null, so a compression bomb costs no memory; without a passphrase gpg must
-        # not wait on gpg-agent for one.
+        # (python-gnupg's ``ok`` only says that *some* packet decrypted.) Output is capped,
+        # so a compression bomb costs no memory; without a passphrase gpg must not wait on
+        # gpg-agent for one.
         passphrase = settings.TEAM_KEY_PASSPHRASE or None
-        result = team_gpg().decrypt(text, passphrase=passphrase, output=os.devnull,
-                                    extra_args=[] if passphrase else ["--pinentry-mode", "error"])
+        result = team_gpg().decrypt(text, passphrase=passphrase, extra_args=[
+            "--max-output", str(max_output), *([] if passphrase else ["--pinentry-mode", "error"])])
+        too_large = len(result.data or b"") >= max_output  # gpg still says DECRYPTION_OKAY
         status = [line[9:].split() for line in result.stderr.splitlines()
                   if line.startswith("[GNUPG:] ") and line[9:].strip()]
         words = [item[0] for item in status]
@@ -280,8 +290,11 @@ def check_encrypted_to_team(armored: str) -> None:
         if (words.count("BEGIN_DECRYPTION") == 1 and words.count("PLAINTEXT") == 1
                 and "DECRYPTION_OKAY" in words and "GOODMDC" in words
                 and not {"DECRYPTION_FAILED", "BADMDC", "ERROR"} & set(words)
-                and to & team_encryption_key_ids()):
+                and to & team_encryption_key_ids() and not too_large):
             return
+        if too_large:
+            raise PGPError(f"This message decrypts to more than {max_output // (1024 * 1024)} MB. Please send "
+                           "less, or split it into several files.")
     listing = team_gpg().decrypt(text, extra_args=["--list-only"])
     recipients = set(re.findall(r"\[GNUPG:\] ENC_TO ([0-9A-F]{16})", listing.stderr))
     if not recipients:
@@ -407,11 +420,16 @@ def encrypt_to_team(data, *, armor: bool = True):
     return str(result) if armor else result.data
 
 
-def decrypt(data) -> bytes:
-    """Decrypt with the team's secret key; the passphrase is given with every call."""
-    result = team_gpg().decrypt(data, passphrase=settings.TEAM_KEY_PASSPHRASE or None)
+def decrypt(data, *, max_output: int | None = None) -> bytes:
+    """Decrypt with the team's secret key; the passphrase is given with every call. The
+    output is capped (``TEXT_MAX_OUTPUT``, or ``file_max_output()`` for files)."""
+    limit = max_output or file_max_output()
+    result = team_gpg().decrypt(data, passphrase=settings.TEAM_KEY_PASSPHRASE or None,
+                                extra_args=["--max-output", str(limit)])
     if not result.ok:
         raise PGPError(f"decryption failed: {result.status or 'no valid OpenPGP data'}")
+    if len(result.data) >= limit:
+        raise PGPError(f"decryption failed: the plaintext is larger than {limit} bytes")
     return result.data
 
 

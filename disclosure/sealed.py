@@ -56,7 +56,7 @@ def _decrypt_remembered(text: str) -> str:
         if hit and now - hit[1] < PLAIN_CACHE_SECONDS:
             _plain.move_to_end(digest)
             return hit[0]
-    plain = pgp.decrypt(text).decode("utf-8", "replace")
+    plain = pgp.decrypt(text, max_output=pgp.TEXT_MAX_OUTPUT).decode("utf-8", "replace")
     with _plain_lock:
         _plain[digest] = (plain, now)
         while len(_plain) > PLAIN_CACHE_SIZE:

@@ -165,6 +165,14 @@ class EncryptedReportsInTests(TeamKeyMixin, BaseTestCase):
         twice = self.binary(SECRET, self.fingerprint) + self.binary("hidden", self.fingerprint)
         self.assertRefused(self.submit(report_data(description=self.armored(twice))), "more than one message")
 
+    def test_a_compression_bomb_is_refused_without_being_held_in_memory(self):
+        bomb = self.researcher.run("--trust-model", "always", "--encrypt", "--armor", "--recipient", self.fingerprint,
+                                   input_bytes=b"\0" * (pgp.TEXT_MAX_OUTPUT + 1)).stdout.decode()
+        self.assertLess(len(bomb), 20_000)  # fits in a text field
+        self.assertRefused(self.submit(report_data(description=bomb)), "decrypts to more than 4 MB")
+        with self.assertRaises(pgp.PGPError):
+            pgp.decrypt(bomb, max_output=pgp.TEXT_MAX_OUTPUT)
+
     def test_a_signed_only_message_is_refused(self):
         key = researcher_key(self.researcher)
         clearsigned = self.researcher.run("--local-user", key, "--clearsign", input_bytes=SECRET.encode())
