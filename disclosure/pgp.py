@@ -28,6 +28,7 @@ import pysequoia
 from django.conf import settings
 
 log = logging.getLogger(__name__)
+ENC_TO = re.compile(r"\[GNUPG:\] ENC_TO ([0-9A-F]{16})")  # gpg's status line for each recipient
 ZBASE32 = "ybndrfg8ejkmcpqxot1uwisza345h769"
 
 
@@ -94,16 +95,20 @@ KEYRING_MEMO_SECONDS = 60
 _keyring_memo: dict = {}
 
 
-def _from_keyring(name: str, read):
+def _from_keyring(name: str, read, *, ends=lambda value: None):
+    """``read()``, remembered as described above; ``ends(value)``, when not None, is a
+    time (epoch seconds) past which the value is never kept."""
     home = Path(settings.GNUPG_HOME)
     key = (name, str(home), team_fingerprint(), _keyring_stamp(home))
     hit, now = _keyring_memo.get(key), time.monotonic()
     if hit and now < hit[1]:
         return hit[0]
     value = read()
+    end = ends(value)
+    keep = KEYRING_MEMO_SECONDS if end is None else min(KEYRING_MEMO_SECONDS, end - time.time())
     if len(_keyring_memo) > 32:
         _keyring_memo.clear()
-    _keyring_memo[key] = (value, now + KEYRING_MEMO_SECONDS)
+    _keyring_memo[key] = (value, now + keep)
     return value
 
 
@@ -296,7 +301,7 @@ def check_encrypted_to_team(armored: str, *, max_output: int = TEXT_MAX_OUTPUT) 
             raise PGPError(f"This message decrypts to more than {max_output // (1024 * 1024)} MB. Please send "
                            "less, or split it into several files.")
     listing = team_gpg().decrypt(text, extra_args=["--list-only"])
-    recipients = set(re.findall(r"\[GNUPG:\] ENC_TO ([0-9A-F]{16})", listing.stderr))
+    recipients = set(ENC_TO.findall(listing.stderr))
     if not recipients:
         if "[GNUPG:] PLAINTEXT" in listing.stderr:
             raise PGPError("This PGP message is not encrypted (it is only signed or packed). Encrypt it to our key.")
@@ -325,39 +330,31 @@ def check_encrypted_to_team(armored: str, *, max_output: int = TEXT_MAX_OUTPUT) 
 #     (gpg 2.2 cannot parse RFC 9580 messages, which Sequoia writes for keys advertising
 #     them) and, when the secret key is here, decrypt to the probe text.
 # Otherwise, and whenever Sequoia refuses the key (its policy rejects SHA-1 binding
-# signatures that gpg 2.2 accepts), gpg encrypts as before. The decision is remembered for
-# a minute and redone at once when the keyring file changes (an import, a revocation).
-TEAM_CERT_SECONDS = 60
-_team_certs: dict = {}
-
-
-def _team_cert(fingerprint: str):
+# signatures that gpg 2.2 accepts), gpg encrypts as before. The decision is remembered like
+# the other keyring reads (``_from_keyring``), and never past the key's or subkey's expiry:
+# Sequoia itself would still encrypt to an expired key.
+def _team_cert():
     """A pysequoia certificate holding only the subkey gpg would encrypt to, or None when
-    sealing must go through gpg. Kept for a minute at most, never past the key's expiry
-    (Sequoia itself would still encrypt to an expired key)."""
-    home = Path(settings.GNUPG_HOME)
-    key = (str(home), fingerprint, _keyring_stamp(home))
-    cached = _team_certs.get(key)
-    if cached and time.monotonic() < cached[1]:
-        return cached[0]
-    cert, why, valid_until = _sequoia_cert(fingerprint)
-    if cert is None:
-        log.info("Sealing to %s goes through gpg: %s", fingerprint, why)
-    keep = TEAM_CERT_SECONDS if valid_until is None else min(TEAM_CERT_SECONDS, valid_until - time.time())
-    _team_certs.clear()  # one team key at a time
-    _team_certs[key] = (cert, time.monotonic() + keep)
-    return cert
+    sealing must go through gpg."""
+    return _from_keyring("sequoia_cert", _sequoia_cert, ends=lambda found: found[2])[0]
 
 
 def _listed_recipients(message) -> set[str]:
     """The key IDs gpg reads as recipients of an encrypted message (without decrypting it)."""
     listing = team_gpg().decrypt(message, extra_args=["--list-only"])
-    return set(re.findall(r"\[GNUPG:\] ENC_TO ([0-9A-F]{16})", listing.stderr))
+    return set(ENC_TO.findall(listing.stderr))
 
 
-def _sequoia_cert(fingerprint: str):
+def _sequoia_cert():
     """``(certificate, None, valid until)`` when Sequoia may seal to the team key, else
-    ``(None, why, None)``."""
+    ``(None, why, None)`` (logged)."""
+    cert, why, valid_until = _probe_sequoia(team_fingerprint())
+    if cert is None:
+        log.info("Sealing to %s goes through gpg: %s", team_fingerprint(), why)
+    return cert, why, valid_until
+
+
+def _probe_sequoia(fingerprint: str):
     probe_text = b"disclosure sealing probe"
     # Which (sub)key gpg itself encrypts to, if it will encrypt to this key at all.
     by_gpg = team_gpg().encrypt(probe_text, [fingerprint], armor=False, always_trust=True)
@@ -398,14 +395,13 @@ def _no_secret_key(error: PGPError) -> bool:
 
 def forget() -> None:
     """Drop what this process remembers about keys (tests, and after an import)."""
-    _team_certs.clear()
     _keyring_memo.clear()
 
 
 def encrypt_to_team(data, *, armor: bool = True):
     """Encrypt to the team key (ours, validated when it was imported: trusted explicitly)."""
     fingerprint = team_fingerprint()
-    cert = _team_cert(fingerprint)
+    cert = _team_cert()
     if cert is not None:
         plain = data.encode() if isinstance(data, str) else bytes(data)
         try:

@@ -3,6 +3,7 @@
 import re
 import shutil
 import tempfile
+import threading
 from datetime import UTC, datetime
 
 from django.conf import settings
@@ -10,6 +11,7 @@ from django.contrib.auth.models import Permission, User
 from django.core import mail
 from django.core.cache import caches
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.test import TestCase, override_settings
 
 from disclosure import pagecache, pgp, ratelimits
@@ -45,6 +47,30 @@ def upload(name="poc.txt", content=b"proof of concept", content_type="text/plain
 def make_report(now=MONDAY_10AM, files=(), **overrides) -> tuple[Report, str]:
     fields = report_data(**overrides)
     return Report.submit(fields=fields, files=files, now=now)
+
+
+def run_at_once(work, times: int = 2) -> list:
+    """Call ``work`` in ``times`` threads released together (each with its own database
+    connection, closed afterwards); returns their results, or raises the first error."""
+    barrier, results, errors = threading.Barrier(times), [], []
+
+    def run():
+        try:
+            barrier.wait()
+            results.append(work())
+        except Exception as exc:  # noqa: BLE001 - raised below, in the test's thread
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def start_afresh(test) -> None:

@@ -1,6 +1,5 @@
 """The SLA sweep: warnings before a deadline, escalations after, each exactly once."""
 
-import threading
 import unittest
 from datetime import UTC, datetime, timedelta
 
@@ -10,7 +9,7 @@ from django.test import TransactionTestCase, override_settings
 
 from disclosure import tasks
 from disclosure.models import AlertLevel, Event, Report
-from tests.base import MONDAY_10AM, BaseTestCase, make_report
+from tests.base import MONDAY_10AM, BaseTestCase, make_report, run_at_once
 
 WEDNESDAY_NOON = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 THURSDAY_0005 = datetime(2026, 12, 3, 0, 5, tzinfo=UTC)
@@ -133,23 +132,6 @@ class ConcurrentSweepTests(TransactionTestCase):
     def test_two_workers_at_once_record_each_alert_once(self):
         for i in range(5):
             make_report(now=MONDAY_10AM + timedelta(minutes=i))
-        barrier = threading.Barrier(2)
-        results, errors = [], []
-
-        def worker():
-            try:
-                barrier.wait()
-                results.append(tasks.raise_due_sla_alerts(THURSDAY_0005))
-            except Exception as exc:  # pragma: no cover - reported below
-                errors.append(exc)
-            finally:
-                connection.close()
-
-        threads = [threading.Thread(target=worker) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        self.assertEqual(errors, [])
+        results = run_at_once(lambda: tasks.raise_due_sla_alerts(THURSDAY_0005))
         self.assertEqual(sum(results), 5)
         self.assertEqual(Event.objects.filter(kind="ack_warning").count(), 5)
