@@ -23,7 +23,6 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
-from disclosure import sealed
 from disclosure.duplicates import likely_duplicates
 from disclosure.models import (
     Attachment,
@@ -35,6 +34,7 @@ from disclosure.models import (
     Status,
     TransitionError,
 )
+from disclosure.pgp import sealing
 from disclosure.staff_forms import DECISIONS, CloseForm, MessageForm, NoteForm
 
 REPORTER_FIELDS = (
@@ -153,7 +153,7 @@ class ReportAdmin(admin.ModelAdmin):
     actions = ["assign_to_me", "close_as_spam", "export_json", "export_csv"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).with_current_due()
+        return super().get_queryset(request).with_sla_state(timezone.now())
 
     def get_ordering(self, request):
         return [F("current_due").asc(nulls_last=True), "-received_at"]
@@ -167,7 +167,7 @@ class ReportAdmin(admin.ModelAdmin):
     # --- Columns --------------------------------------------------------------------------
     @admin.display(description="deadline")
     def sla_badge(self, obj):
-        state = SlaState(obj.sla_state(timezone.now()))
+        state = SlaState(obj.sla_state)
         label = state.label
         if state in (SlaState.OVERDUE, SlaState.DUE_TODAY, SlaState.DUE_SOON, SlaState.ON_TRACK):
             label = f"{label} · {timezone.localtime(obj.current_due):%d %b %H:%M %Z}"
@@ -185,17 +185,24 @@ class ReportAdmin(admin.ModelAdmin):
         return timesince(obj.received_at, depth=1)
 
     # --- The report page ------------------------------------------------------------------
+    @staticmethod
+    def _content(obj) -> dict:
+        """The report's text, decrypted once for the three fields of this page view."""
+        if not hasattr(obj, "_revealed_content"):
+            obj._revealed_content = obj.content()
+        return obj._revealed_content
+
     @admin.display(description="description")
     def rendered_description(self, obj):
-        return sealed.as_html(obj.description)
+        return sealing.as_html(self._content(obj)["description"])
 
     @admin.display(description="steps to reproduce")
     def rendered_steps(self, obj):
-        return sealed.as_html(obj.steps_to_reproduce)
+        return sealing.as_html(self._content(obj)["steps_to_reproduce"])
 
     @admin.display(description="impact")
     def rendered_impact(self, obj):
-        return sealed.as_html(obj.impact)
+        return sealing.as_html(self._content(obj)["impact"])
 
     @admin.display(description="reporter's PGP key")
     def reporter_key_info(self, obj):
@@ -392,7 +399,6 @@ class ProgrammeAdmin(admin.ModelAdmin):
         from disclosure import securitytxt
 
         super().save_model(request, obj, form, change)
-        Programme.forget_cached()
         signed = securitytxt.generate(timezone.now(), obj).securitytxt.startswith("-----BEGIN PGP SIGNED")
         self.message_user(request, f"security.txt was regenerated{' and signed' if signed else ''}.",
                           messages.SUCCESS)

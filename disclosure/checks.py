@@ -6,7 +6,6 @@ start on an unsafe configuration, while development commands (makemigrations, te
 with nothing set. The other checks run with every command."""
 
 import shutil
-from datetime import timedelta
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -97,18 +96,20 @@ def check_team_key(app_configs, **kwargs):
         return [Error(f"TEAM_KEY_FINGERPRINT {pgp.team_fingerprint()} is not in the keyring at {settings.GNUPG_HOME}.",
                       hint="Import it with manage.py pgp_import_team_key, or correct the fingerprint.",
                       id="disclosure.E008")]
-    if key.expires is not None and key.expires - timezone.now() < timedelta(days=30):
+    if key.expires_soon(timezone.now()):
         return [Error(f"The team key {key.fingerprint} expires on {key.expires:%Y-%m-%d}.",
                       hint="Extend its expiry (gpg --quick-set-expire) and import it again.", id="disclosure.E009")]
-    if not key.has_secret:
-        return [Warning("Only the public team key is on the server (offline-key mode): security.txt is not signed "
-                        "and encrypted reports are decrypted offline.", id="disclosure.W003")]
+    if not key.can_decrypt:
+        signing = ("security.txt and email are signed here, but" if key.can_sign
+                   else "Only the public team key is on the server: security.txt and email are not signed, and")
+        return [Warning(f"Offline-key mode: {signing} encrypted reports are decrypted on staff machines.",
+                        id="disclosure.W003")]
     return []
 
 
 @register("disclosure")
 def check_pgp_mailer(app_configs, **kwargs):
-    from disclosure.pgpmime import MIME_CAPABLE_BACKENDS
+    from disclosure.pgp.mime import MIME_CAPABLE_BACKENDS
 
     backend = settings.MAILERS.get("default", {}).get("BACKEND", "")
     if settings.TEAM_KEY_FINGERPRINT and backend not in MIME_CAPABLE_BACKENDS:

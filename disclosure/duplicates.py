@@ -9,6 +9,7 @@ import re
 from django.db import connection
 
 from disclosure.models import Report
+from disclosure.pgp import sealing
 
 WORD = re.compile(r"[a-z0-9][a-z0-9._-]{2,}")
 STOP = {"the", "and", "for", "with", "via", "from", "into", "that", "this", "https", "http", "www"}
@@ -27,11 +28,9 @@ def likely_duplicates(report: Report, limit: int = 5) -> list[Report]:
     if connection.vendor == "postgresql":
         from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 
-        from disclosure.sealed import sealing_enabled
-
         vector = SearchVector("title", weight="A", config="simple") + SearchVector("asset", weight="A",
                                                                                   config="simple")
-        if not sealing_enabled():  # sealed descriptions are ciphertext: nothing to match
+        if not sealing.sealing_enabled():  # sealed descriptions are ciphertext: nothing to match
             vector += SearchVector("description", weight="C", config="simple")
         query = None
         for word in sorted(words)[:20]:

@@ -25,8 +25,9 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import escape
 
-from disclosure import pgp, pgpmime
-from disclosure.models import Event, OutboundEmail, StatusLink
+from disclosure import pgp
+from disclosure.models import SLA_ESCALATIONS, SLA_WARNINGS, Event, OutboundEmail, StatusLink
+from disclosure.pgp import mime
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def _context(email: OutboundEmail) -> dict:
     if email.kind == OutboundEmail.Kind.TEAM_SLA_ALERT:
         ack = event.kind in (Event.Kind.ACK_WARNING, Event.Kind.ACK_ESCALATION)
         context.update({
-            "escalation": event.kind in ESCALATIONS,
+            "escalation": event.kind in SLA_ESCALATIONS,
             "milestone": "acknowledgement" if ack else "initial assessment",
             "due": datetime.fromisoformat(event.data["due"]),
             "warn_days": settings.SLA_WARN_BUSINESS_DAYS,
@@ -225,8 +226,6 @@ REPORTER_STAGES = {
     Event.Kind.REOPENED, Event.Kind.ACKNOWLEDGED, Event.Kind.INFO_REQUESTED, Event.Kind.TRIAGED, Event.Kind.FIXING,
     Event.Kind.RESOLVED, Event.Kind.DISCLOSED, Event.Kind.CLOSED, Event.Kind.TEAM_MESSAGE,
 }
-WARNINGS = {Event.Kind.ACK_WARNING, Event.Kind.ASSESS_WARNING}
-ESCALATIONS = {Event.Kind.ACK_ESCALATION, Event.Kind.ASSESS_ESCALATION}
 
 
 def notify(event: Event) -> list:
@@ -249,12 +248,12 @@ def notify(event: Event) -> list:
             queued.append(_queue("reporter-links", event, report.reporter_email, status_link=True))
     elif event.kind in (Event.Kind.REPORTER_MESSAGE, Event.Kind.INFO_PROVIDED, Event.Kind.WITHDRAWN):
         queued.append(reporter_replied_to_team(event))
-    elif event.kind in WARNINGS:
+    elif event.kind in SLA_WARNINGS:
         recipients = {settings.SECURITY_TEAM_EMAIL}
         if report.assignee_id and report.assignee.email:
             recipients.add(report.assignee.email)
         queued.extend(sla_alert(event, to) for to in sorted(recipients))
-    elif event.kind in ESCALATIONS:
+    elif event.kind in SLA_ESCALATIONS:
         queued.append(sla_alert(event, settings.SLA_ESCALATION_EMAIL))
     return send_after_commit(_save_all(queued)) if queued else []
 
@@ -300,7 +299,7 @@ def deliver(email_id: int, now=None) -> bool:
     report = email.report
     encrypt_to = report.reporter_key if (report is not None and report.reporter_key
                                          and email.to.lower() == report.reporter_email.lower()) else ""
-    mime_capable = settings.MAILERS["default"].get("BACKEND") in pgpmime.MIME_CAPABLE_BACKENDS
+    mime_capable = settings.MAILERS["default"].get("BACKEND") in mime.MIME_CAPABLE_BACKENDS
     if encrypt_to and not mime_capable:
         # Never fall back to plaintext for a reporter who asked for encrypted mail.
         email.attempts = settings.EMAIL_MAX_ATTEMPTS
@@ -313,9 +312,9 @@ def deliver(email_id: int, now=None) -> bool:
         # and repeat the real subject as the first line inside.
         subject = f"[{report.tracking_id}] Encrypted message about your report"
         text = f"Subject: {email.subject}\n\n{text}"
-    sign = mime_capable and pgp.can_decrypt()
-    message_class = pgpmime.PGPMimeEmail if (sign or encrypt_to) else EmailMultiAlternatives
-    extra = {"sign": sign, "encrypt_to": encrypt_to} if message_class is pgpmime.PGPMimeEmail else {}
+    sign = mime_capable and pgp.can_sign()
+    message_class = mime.PGPMimeEmail if (sign or encrypt_to) else EmailMultiAlternatives
+    extra = {"sign": sign, "encrypt_to": encrypt_to} if message_class is mime.PGPMimeEmail else {}
     message = message_class(subject=subject, body=text, from_email=settings.DEFAULT_FROM_EMAIL,
                             to=[email.to], headers=headers, **extra)
     if html and not encrypt_to:

@@ -1,7 +1,7 @@
 """Machine-readable export of reports for staff (Leads) and of one report for its reporter."""
 
 from disclosure.models import Report
-from disclosure.sealed import SEALED_REPORT_FIELDS, reveal
+from disclosure.pgp.sealing import reveal
 
 CSV_FIELDS = [
     "tracking_id", "title", "status", "severity", "priority", "cvss_vector", "cvss_score", "cwe", "cve_id",
@@ -39,7 +39,7 @@ def _timeline(report: Report, *, public_only: bool) -> list[dict]:
 
 def reports_as_json(queryset) -> list[dict]:
     return [{
-        **_flat(report), **{name: reveal(getattr(report, name)).text for name in SEALED_REPORT_FIELDS},
+        **_flat(report), **{name: revealed.text for name, revealed in report.content().items()},
         "timeline": _timeline(report, public_only=False),
         "attachments": [{"name": a.original_name, "size": a.size, "sha256": a.sha256}
                         for a in report.attachments.all()],
@@ -53,7 +53,7 @@ def report_for_reporter(report: Report) -> dict:
               "received_at", "acknowledged_at", "assessed_at", "resolved_at", "disclosed_at", "closed_at",
               "ack_due_at", "assess_due_at", "planned_disclosure_date"]
     data = {name: getattr(report, name) for name in fields}
-    data.update({name: reveal(getattr(report, name)).text for name in SEALED_REPORT_FIELDS})
+    data.update({name: revealed.text for name, revealed in report.content().items()})
     data["timeline"] = _timeline(report, public_only=True)
     data["attachments"] = [{"name": a.original_name, "size": a.size, "sha256": a.sha256}
                            for a in report.attachments.all()]

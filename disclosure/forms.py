@@ -42,25 +42,27 @@ def _check_text(value: str, *, single_line: bool) -> str:
     return value
 
 
-def check_encrypted(text: str, *, max_output: int = pgp.TEXT_MAX_OUTPUT) -> None:
-    """A pasted PGP message must be one complete block, encrypted to the team key."""
+def check_encrypted(text: str, *, max_output: int = pgp.TEXT_MAX_OUTPUT) -> "pgp.Plaintext | None":
+    """A pasted PGP message must be one complete block, encrypted to the team key. Returns
+    what the message holds (size, SHA-256) when the team key could decrypt it here."""
     if not pgp.team_fingerprint():
         raise ValidationError("This looks like a PGP message, but this portal has no team key yet. Send the text "
                               "unencrypted, or email us to agree on a key.", code="no_team_key")
     try:
-        pgp.check_encrypted_to_team(text, max_output=max_output)
+        return pgp.check_encrypted_to_team(text, max_output=max_output)
     except pgp.PGPError as error:
         raise ValidationError(str(error), code="pgp") from None
 
 
 def check_encrypted_upload(upload) -> None:
-    """An attached ASCII-armored PGP message is checked like a pasted one."""
+    """An attached ASCII-armored PGP message is checked like a pasted one; what it holds
+    (the original file's size and SHA-256) is kept on the upload as ``plaintext``."""
     data = upload.read()
     upload.seek(0)
     if pgp.is_armored_message_file(data):
         text = data.decode("ascii", "replace")
         try:
-            check_encrypted(text, max_output=pgp.file_max_output())
+            upload.plaintext = check_encrypted(text, max_output=pgp.file_max_output())
         except ValidationError as error:
             raise ValidationError(f"{upload.name}: {error.messages[0]}", code="pgp") from None
 
@@ -154,6 +156,8 @@ class ReportForm(TextCheckedForm, forms.ModelForm):
             self.fields[name].validators.append(MaxLengthValidator(self.MAX_TEXT))
             self.fields[name].widget.attrs["maxlength"] = self.MAX_TEXT
         # Only title and description are required: scripts may leave out everything else.
+        # (The model allows an empty description: it is emptied when sealed with the others.)
+        self.fields["description"].required = True
         self.fields["credit"].required = False
         if not self.is_bound:
             self.initial.setdefault("submission_id", new_submission_id())

@@ -6,14 +6,15 @@ updates fields and deadlines, and records an ``Event``. Events drive notificatio
 transaction and delivered by the task queue after commit.
 """
 
-import functools
+import hashlib
 import re
 import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.files.base import ContentFile
+from django.core.validators import RegexValidator, validate_email
 from django.db import IntegrityError, connection, models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
@@ -23,6 +24,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from disclosure import sla, tokens
+from disclosure.pgp import sealing
 from disclosure.uploads import removed_on_failure, safe_filename
 
 
@@ -182,10 +184,17 @@ class ReportQuerySet(models.QuerySet):
             default=None, output_field=models.DateTimeField(),
         ))
 
+    def with_sla_state(self, now):
+        """Annotate ``current_due`` and ``sla_state`` (the queue badge) as of ``now``: the
+        one place the SLA state is decided, for the queue, its filters and counts, and the
+        status page."""
+        return self.with_current_due().annotate(sla_state=models.Case(
+            *(models.When(rule, then=models.Value(state)) for state, rule in self.sla_state_filters(now).items()),
+            default=models.Value(SlaState.MET), output_field=models.CharField()))
+
     def sla_state_filters(self, now) -> dict:
-        """One ``Q`` per SLA state, for filters and counts in the database (the same rules
-        as ``Report.sla_state``): due soon means due by the end of the next
-        ``SLA_WARN_BUSINESS_DAYS`` business days."""
+        """One ``Q`` per SLA state, on ``current_due`` (``with_current_due``): due soon
+        means due by the end of the next ``SLA_WARN_BUSINESS_DAYS`` business days."""
         today_ends = sla.end_of_local_day(sla.local_date(now))
         soon_ends = sla.end_of_local_day(sla.add_business_days(sla.local_date(now), settings.SLA_WARN_BUSINESS_DAYS))
         running = Q(current_due__isnull=False)
@@ -216,6 +225,9 @@ class ReportQuerySet(models.QuerySet):
     def in_sla_state(self, state, now):
         return self.with_current_due().filter(self.sla_state_filters(now)[state])
 
+    def for_status_page(self, now):
+        return self.with_sla_state(now).select_related("duplicate_of")
+
 
 class Report(models.Model):
     tracking_id = models.CharField(max_length=40, unique=True, editable=False)
@@ -223,13 +235,17 @@ class Report(models.Model):
 
     # What the reporter told us. Field names are the public form contract.
     title = models.CharField(max_length=200)
-    description = models.TextField(help_text="Markdown as written by the reporter.")
+    description = models.TextField(blank=True, help_text="Markdown as written by the reporter (empty when sealed "
+                                                          "with the other fields in sealed_content).")
     asset = models.CharField("affected asset", max_length=500, blank=True,
                              help_text="Affected URL, product or component, as given by the reporter.")
     vulnerability_type = models.CharField(max_length=200, blank=True,
                                           help_text="Vulnerability class or CWE as given by the reporter.")
     steps_to_reproduce = models.TextField(blank=True)
     impact = models.TextField(blank=True)
+    sealed_content = models.TextField(blank=True, editable=False, help_text=(
+        "The description, steps and impact the portal sealed to the team key on arrival: one OpenPGP message "
+        "with JSON inside (see disclosure.pgp.sealing)."))
     reporter_name = models.CharField(max_length=200, blank=True)
     reporter_email = models.EmailField(blank=True, help_text="Empty when the reporter stays anonymous.")
     credit = models.CharField(max_length=10, choices=Credit.choices, default=Credit.NONE,
@@ -268,8 +284,6 @@ class Report(models.Model):
     info_requested_at = models.DateTimeField(null=True, blank=True, editable=False,
                                              help_text="Start of the current pause of the assessment clock.")
     updated_at = models.DateTimeField(auto_now=True)
-    revision = models.PositiveIntegerField(default=0, editable=False,
-                                           help_text="Counts saves; with updated_at it dates the cached status page.")
 
     # Deadlines, stored so the sweep can find what is due with an indexed query.
     ack_due_at = models.DateTimeField("acknowledgement due", null=True, blank=True)
@@ -315,12 +329,6 @@ class Report(models.Model):
     def __str__(self):
         return f"{self.tracking_id}: {self.title}"
 
-    def save(self, *args, **kwargs):
-        self.revision += 1
-        if kwargs.get("update_fields") is not None:
-            kwargs["update_fields"] = {*kwargs["update_fields"], "revision"}
-        super().save(*args, **kwargs)
-
     # --- Reading ------------------------------------------------------------------------
     @property
     def is_open(self) -> bool:
@@ -333,6 +341,21 @@ class Report(models.Model):
     @property
     def plain_status(self) -> str:
         return PLAIN_STATUS[Status(self.status)]
+
+    def content(self) -> dict:
+        """The reporter's text fields, revealed (``sealing.Revealed`` by field name):
+        decrypting costs a gpg run, so call this only where the text is shown."""
+        return sealing.reveal_fields({name: getattr(self, name) for name in sealing.SEALED_REPORT_FIELDS},
+                                     self.sealed_content)
+
+    @property
+    def current_milestone(self) -> str | None:
+        """"ack" or "assess": the milestone whose clock is running (``with_current_due``)."""
+        if self.ack_milestone == Milestone.PENDING:
+            return "ack"
+        if self.assess_milestone == Milestone.PENDING and self.status != Status.NEEDS_INFO:
+            return "assess"
+        return None
 
     def public_events(self):
         return (self.events.filter(public=True).select_related("message")
@@ -356,9 +379,9 @@ class Report(models.Model):
         # Everything slow (encryption, files, validation) happens before the transaction:
         # concurrent submissions then queue only for the tracking number and the inserts.
         report = cls(**fields, submission_key_hash=key_hash, received_at=now)
+        report.full_clean(exclude=["submission_key_hash", "tracking_id"], validate_unique=False)
         report.seal()
         report.recompute_deadlines(now)
-        report.full_clean(exclude=["submission_key_hash", "tracking_id"], validate_unique=False)
         try:
             with removed_on_failure() as stored:
                 stored.extend(Attachment.prepare(report, upload, now=now) for upload in files)
@@ -379,11 +402,12 @@ class Report(models.Model):
         return report, token
 
     def seal(self):
-        """Encrypt the reporter's text to the team key when storing encrypted (see sealed.py)."""
-        from disclosure import sealed
-
-        for name in sealed.SEALED_REPORT_FIELDS:
-            setattr(self, name, sealed.seal_text(getattr(self, name)))
+        """Seal the reporter's text fields to the team key, together, when storing
+        encrypted (see disclosure.pgp.sealing)."""
+        values, self.sealed_content = sealing.seal_fields(
+            {name: getattr(self, name) for name in sealing.SEALED_REPORT_FIELDS})
+        for name, value in values.items():
+            setattr(self, name, value)
 
     @classmethod
     def reissue_links(cls, email: str, *, now=None) -> int:
@@ -460,33 +484,11 @@ class Report(models.Model):
             total += sla.business_days_between(started, self.assessed_at)
         return total
 
-    def sla_state(self, now: datetime) -> str:
-        """The queue badge: the state of the milestone currently running."""
-        for milestone, due in ((self.ack_milestone, self.ack_due_at), (self.assess_milestone, self.assess_due_at)):
-            if milestone == Milestone.PENDING:
-                if self.status == Status.NEEDS_INFO and due == self.assess_due_at:
-                    return SlaState.PAUSED
-                if now > due:
-                    return SlaState.OVERDUE
-                today, due_day = sla.local_date(now), sla.local_date(due)
-                if due_day == today:
-                    return SlaState.DUE_TODAY
-                if due_day <= sla.add_business_days(today, settings.SLA_WARN_BUSINESS_DAYS):
-                    return SlaState.DUE_SOON  # the same rule as sla_state_filters
-                return SlaState.ON_TRACK
-        if Milestone.LATE in (self.ack_milestone, self.assess_milestone):
-            return SlaState.MET_LATE
-        return SlaState.MET
-
     # --- Changing state -----------------------------------------------------------------
     def record(self, kind, *, actor=None, now=None, public=False, message=None, to_status="",
                from_status="", data=None):
-        """Append one event to the audit trail; its notifications are queued with it.
-
-        Record a public event holding the report's lock (``_lock``): public events must
-        commit in the order of their ids, because the status page's cache is dated by the
-        last one (``StatusLink.page_version``)."""
-        from disclosure import emails
+        """Append one event to the audit trail; its notifications are queued with it."""
+        from disclosure import emails  # emails reads the models: imported when first needed
 
         event = self._add_event(kind, actor=actor, now=now, public=public, message=message, to_status=to_status,
                                 from_status=from_status, data=data)
@@ -736,17 +738,15 @@ class Report(models.Model):
 
     def add_reporter_message(self, body: str, files=(), *, now=None):
         """A follow-up from the reporter; answers a pending question and resumes the clock."""
-        from disclosure import emails
+        from disclosure import emails  # see record()
 
         now = now or timezone.now()
         with removed_on_failure() as stored, transaction.atomic():
             self._lock()
             if not self.is_open:
                 raise TransitionError("This report is closed.")
-            from disclosure.sealed import seal_text
-
-            message = Message.objects.create(report=self, kind=Message.Kind.FROM_REPORTER, body=seal_text(body),
-                                             created_at=now)
+            message = Message.objects.create(report=self, kind=Message.Kind.FROM_REPORTER,
+                                             body=sealing.seal_text(body), created_at=now)
             for upload in files:
                 stored.append(Attachment.store(self, upload, now=now, message=message))
             if self.status != Status.NEEDS_INFO:
@@ -783,8 +783,9 @@ class Report(models.Model):
                 "reporter_key": bool(self.reporter_key),
                 "status_links": self.status_links.all().delete()[0],
             }
-            for name in ("description", "steps_to_reproduce", "impact"):
+            for name in sealing.SEALED_REPORT_FIELDS:
                 setattr(self, name, self.PURGED if name == "description" else "")
+            self.sealed_content = ""
             self.reporter_name = self.reporter_email = self.reporter_key = self.reporter_key_fingerprint = ""
             self.vulnerability_type = ""
             self.purged_at = now
@@ -803,7 +804,7 @@ class Report(models.Model):
         time (another worker may have handled it), records the event, and moves the next
         alert on. Returns the event, or None when there was nothing to do.
         """
-        prefix = {"ack": "ack", "assess": "assess"}[milestone]
+        prefix = {"ack": "ack", "assess": "assess"}[milestone]  # only these two name columns
         with transaction.atomic():
             self._lock()
             next_at = getattr(self, f"{prefix}_next_alert_at")
@@ -811,9 +812,7 @@ class Report(models.Model):
                 return None
             due = getattr(self, f"{prefix}_due_at")
             overdue = now > due
-            kind = {("ack", False): Event.Kind.ACK_WARNING, ("ack", True): Event.Kind.ACK_ESCALATION,
-                    ("assess", False): Event.Kind.ASSESS_WARNING,
-                    ("assess", True): Event.Kind.ASSESS_ESCALATION}[(prefix, overdue)]
+            kind = SLA_ALERTS[(prefix, overdue)]
             setattr(self, f"{prefix}_alert_level", AlertLevel.ESCALATED if overdue else AlertLevel.WARNED)
             self.recompute_deadlines(now)
             self.save()
@@ -851,67 +850,23 @@ class StatusLink(models.Model):
         return cls.issue(report, now=now)[1]
 
     @classmethod
-    def find_report(cls, token: str):
-        """The report an active token opens, or None. Compared in constant time."""
+    def find_report(cls, token: str, reports=None):
+        """The report an active token opens (from ``reports``, by default every report),
+        or None. Tokens are random and looked up by their SHA-256, in one query."""
         if not token or len(token) > 100:
             return None
-        link = (cls.objects.filter(token_hash=tokens.token_hash(token), revoked_at__isnull=True)
-                .select_related("report").first())
-        if link is None or not tokens.hashes_match(link.token_hash, token):
-            return None
-        return link.report
-
-    @classmethod
-    def page_version(cls, token: str, now: datetime) -> tuple | None:
-        """What decides whether a report's status page changed, for an active token, in one
-        indexed query: ``(report id, updated_at, revision, ack deadline passed, assessment
-        deadline passed, last public event id)``, or None.
-
-        Every change to a report saves it (moving ``revision`` and ``updated_at``) or adds
-        an event. Hand-written
-        SQL because this runs on every view of a status page and the ORM takes longer to
-        compile the query than the database takes to answer it.
-        """
-        if not token or len(token) > 100:
-            return None
-        sql = _page_version_sql(connection.vendor)
-        moment = connection.ops.adapt_datetimefield_value(now)
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [moment, moment, tokens.token_hash(token)])
-            row = cursor.fetchone()
-        if row is None or not tokens.hashes_match(row[-1], token):
-            return None
-        report_id, updated_at, revision, ack_passed, assess_passed, last_public_event, _ = row
-        return (report_id, updated_at, revision, bool(ack_passed), bool(assess_passed), last_public_event)
+        reports = Report.objects.all() if reports is None else reports
+        return reports.filter(status_links__token_hash=tokens.token_hash(token),
+                              status_links__revoked_at__isnull=True).first()
 
     @staticmethod
     def url(token: str) -> str:
         return settings.SITE_URL + reverse("status", args=[token])
 
 
-@functools.cache
-def _page_version_sql(_vendor: str) -> str:
-    """The query behind ``StatusLink.page_version``, built once from the models' metadata."""
-    link, report, event = StatusLink._meta, Report._meta, Event._meta
-    table = connection.ops.quote_name
-
-    def column(meta, name):
-        return f"{table(meta.db_table)}.{table(meta.get_field(name).column)}"
-
-    report_id, link_report = column(report, "id"), column(link, "report")
-    # Only table and column names from the models are interpolated; values are parameters.
-    last_public_event = (f"SELECT MAX({column(event, 'id')}) FROM {table(event.db_table)} "  # noqa: S608  # nosec B608
-                         f"WHERE {column(event, 'report')} = {report_id} AND {column(event, 'public')}")
-    return (f"SELECT {report_id}, {column(report, 'updated_at')}, {column(report, 'revision')}, "  # noqa: S608  # nosec B608
-            f"{column(report, 'ack_due_at')} < %s, {column(report, 'assess_due_at')} < %s, "
-            f"({last_public_event}), {column(link, 'token_hash')} "
-            f"FROM {table(link.db_table)} INNER JOIN {table(report.db_table)} ON {link_report} = {report_id} "
-            f"WHERE {column(link, 'token_hash')} = %s AND {column(link, 'revoked_at')} IS NULL")
-
-
 class Message(models.Model):
     """A message in either direction, or an internal note. Reporter messages are sealed
-    like the report's text (see disclosure.sealed)."""
+    like the report's text (see disclosure.pgp.sealing)."""
 
     class Kind(models.TextChoices):
         FROM_REPORTER = "from_reporter", "From the reporter"
@@ -958,56 +913,36 @@ class Attachment(models.Model):
     @property
     def display_name(self) -> str:
         """The name without the ``.asc``/``.gpg`` an encrypting browser or researcher added."""
-        from disclosure.sealed import ENCRYPTED_SUFFIXES
-
-        name = self.original_name
-        if self.encrypted:
-            for suffix in ENCRYPTED_SUFFIXES:
-                name = name.removesuffix(suffix)
-        return name or self.original_name
+        return (sealing.strip_encrypted_suffix(self.original_name) if self.encrypted else "") or self.original_name
 
     def read_plain(self) -> tuple[bytes, str]:
         """The file's content and name for a download: decrypted when it is sealed and the
-        team's secret key is here; otherwise the stored bytes (``.gpg`` added to the name)."""
-        from disclosure import pgp
-        from disclosure.sealed import ENCRYPTED_SUFFIXES
-
+        team key can decrypt here; otherwise the stored bytes (``.gpg`` added to the name)."""
         with self.file.open("rb") as handle:
             data = handle.read()
         if not self.encrypted:
             return data, self.original_name
-        if pgp.can_decrypt():
-            try:
-                name = self.original_name
-                for suffix in ENCRYPTED_SUFFIXES:
-                    name = name.removesuffix(suffix)
-                return pgp.decrypt(data), name or "attachment"
-            except pgp.PGPError:
-                pass
-        return data, self.original_name if self.original_name.endswith(ENCRYPTED_SUFFIXES) \
-            else self.original_name + ".gpg"
+        return sealing.open_file(data, self.original_name)
 
     @classmethod
     def prepare(cls, report, upload, *, now=None, message=None) -> "Attachment":
-        """Write an upload's file (encrypted to the team key when storing encrypted) and
+        """Write an upload's file (sealed to the team key when storing encrypted) and
         return its row, not yet saved. The caller saves it, or deletes the file on failure
-        (``uploads.removed_on_failure``)."""
-        import hashlib
+        (``uploads.removed_on_failure``).
 
-        from django.core.files.base import ContentFile
-
-        from disclosure import pgp, sealed
-
+        Size and SHA-256 describe the file as the researcher had it: computed before
+        sealing, or, for a file they encrypted themselves, learnt when the form decrypted
+        it to check it (``upload.plaintext``; unknown in offline-key mode)."""
         data = upload.read()
-        # The same rule as the form, which checked such a file is encrypted to the team key.
-        encrypted = pgp.is_armored_message_file(data)
-        stored = data
-        if not encrypted and sealed.sealing_enabled():
-            stored, encrypted = pgp.encrypt_to_team(data, armor=False), True
+        stored, encrypted = sealing.seal_file(data)
+        plaintext = getattr(upload, "plaintext", None)
+        if plaintext is None:
+            size, digest = len(data), hashlib.sha256(data).hexdigest()
+        else:
+            size, digest = plaintext.size, plaintext.sha256
         attachment = cls(report=report, message=message, original_name=safe_filename(upload.name),
-                         declared_type=(upload.content_type or "")[:100], size=len(data),
-                         sha256=hashlib.sha256(data).hexdigest(), encrypted=encrypted,
-                         created_at=now or timezone.now())
+                         declared_type=(upload.content_type or "")[:100], size=size, sha256=digest,
+                         encrypted=encrypted, created_at=now or timezone.now())
         attachment.file.save("upload", ContentFile(stored), save=False)
         return attachment
 
@@ -1022,37 +957,50 @@ class Attachment(models.Model):
         return attachment
 
 
+class EventKind(models.TextChoices):
+    RECEIVED = "received", "Report received"
+    ACKNOWLEDGED = "acknowledged", "Acknowledged"
+    INFO_REQUESTED = "info_requested", "More information requested"
+    INFO_PROVIDED = "info_provided", "Reporter answered"
+    TRIAGED = "triaged", "Triaged as valid"
+    FIXING = "fixing", "Fix in progress"
+    RESOLVED = "resolved", "Resolved"
+    DISCLOSED = "disclosed", "Disclosed"
+    CLOSED = "closed", "Closed"
+    WITHDRAWN = "withdrawn", "Withdrawn by reporter"
+    REOPENED = "reopened", "Reopened"
+    REPORTER_MESSAGE = "reporter_message", "Message from reporter"
+    TEAM_MESSAGE = "team_message", "Message to reporter"
+    NOTE = "note", "Internal note"
+    ASSIGNED = "assigned", "Assigned"
+    SEVERITY_SET = "severity_set", "Severity set"
+    UPDATED = "updated", "Details updated"
+    CREDIT_CHANGED = "credit_changed", "Credit preference changed"
+    PURGED = "purged", "Content deleted (retention)"
+    KEY_CHANGED = "key_changed", "Reporter's PGP key changed"
+    ACK_WARNING = "ack_warning", "Acknowledgement due soon"
+    ACK_ESCALATION = "ack_escalation", "Acknowledgement overdue"
+    ASSESS_WARNING = "assess_warning", "Assessment due soon"
+    ASSESS_ESCALATION = "assess_escalation", "Assessment overdue"
+    LINKS_REISSUED = "links_reissued", "Status links reissued"
+
+
+# The SLA alerts by (milestone, overdue): a warning before the deadline, an escalation
+# after it. Each is recorded at most once per report (a unique constraint on Event).
+SLA_ALERTS = {
+    ("ack", False): EventKind.ACK_WARNING,
+    ("ack", True): EventKind.ACK_ESCALATION,
+    ("assess", False): EventKind.ASSESS_WARNING,
+    ("assess", True): EventKind.ASSESS_ESCALATION,
+}
+SLA_WARNINGS = frozenset(kind for (_, overdue), kind in SLA_ALERTS.items() if not overdue)
+SLA_ESCALATIONS = frozenset(kind for (_, overdue), kind in SLA_ALERTS.items() if overdue)
+
+
 class Event(models.Model):
     """One change to a report: the audit trail and what drives notifications."""
 
-    class Kind(models.TextChoices):
-        RECEIVED = "received", "Report received"
-        ACKNOWLEDGED = "acknowledged", "Acknowledged"
-        INFO_REQUESTED = "info_requested", "More information requested"
-        INFO_PROVIDED = "info_provided", "Reporter answered"
-        TRIAGED = "triaged", "Triaged as valid"
-        FIXING = "fixing", "Fix in progress"
-        RESOLVED = "resolved", "Resolved"
-        DISCLOSED = "disclosed", "Disclosed"
-        CLOSED = "closed", "Closed"
-        WITHDRAWN = "withdrawn", "Withdrawn by reporter"
-        REOPENED = "reopened", "Reopened"
-        REPORTER_MESSAGE = "reporter_message", "Message from reporter"
-        TEAM_MESSAGE = "team_message", "Message to reporter"
-        NOTE = "note", "Internal note"
-        ASSIGNED = "assigned", "Assigned"
-        SEVERITY_SET = "severity_set", "Severity set"
-        UPDATED = "updated", "Details updated"
-        CREDIT_CHANGED = "credit_changed", "Credit preference changed"
-        PURGED = "purged", "Content deleted (retention)"
-        KEY_CHANGED = "key_changed", "Reporter's PGP key changed"
-        ACK_WARNING = "ack_warning", "Acknowledgement due soon"
-        ACK_ESCALATION = "ack_escalation", "Acknowledgement overdue"
-        ASSESS_WARNING = "assess_warning", "Assessment due soon"
-        ASSESS_ESCALATION = "assess_escalation", "Assessment overdue"
-        LINKS_REISSUED = "links_reissued", "Status links reissued"
-
-    ONCE_PER_REPORT = [Kind.ACK_WARNING, Kind.ACK_ESCALATION, Kind.ASSESS_WARNING, Kind.ASSESS_ESCALATION]
+    Kind = EventKind
 
     report = models.ForeignKey(Report, on_delete=models.CASCADE, related_name="events")
     kind = models.CharField(max_length=30, choices=Kind.choices)
@@ -1069,9 +1017,9 @@ class Event(models.Model):
         ordering = ["created_at", "pk"]
         indexes = [models.Index(fields=["report", "created_at"])]
         constraints = [
-            models.UniqueConstraint(fields=["report", "kind"], condition=Q(kind__in=[
-                "ack_warning", "ack_escalation", "assess_warning", "assess_escalation"]),
-                name="event_sla_milestone_once"),
+            models.UniqueConstraint(fields=["report", "kind"],
+                                    condition=Q(kind__in=[kind.value for kind in SLA_ALERTS.values()]),
+                                    name="event_sla_milestone_once"),
         ]
 
     def __str__(self):
@@ -1251,25 +1199,11 @@ class Programme(models.Model):
         programme, _ = cls.objects.get_or_create(pk=1)
         return programme
 
-    _contact_cache: dict = {}
-
     @classmethod
     def public_contact(cls) -> str:
-        """The first security contact, shown on every page (remembered for a minute)."""
-        import time
-
-        cached = cls._contact_cache.get("contact")
-        if cached and time.monotonic() - cached[1] < 60:
-            return cached[0]
+        """The first security contact, shown on every page."""
         row = cls.objects.filter(pk=1).values_list("contact_emails", flat=True).first()
-        contact = next((line.strip() for line in (row or "").splitlines() if line.strip()),
-                       settings.SECURITY_TEAM_EMAIL)
-        cls._contact_cache["contact"] = (contact, time.monotonic())
-        return contact
-
-    @classmethod
-    def forget_cached(cls) -> None:
-        cls._contact_cache.clear()
+        return next((line.strip() for line in (row or "").splitlines() if line.strip()), settings.SECURITY_TEAM_EMAIL)
 
     @property
     def contacts(self) -> list[str]:
@@ -1280,8 +1214,6 @@ class Programme(models.Model):
         return [lang.strip() for lang in self.preferred_languages.split(",") if lang.strip()]
 
     def clean(self):
-        from django.core.validators import validate_email
-
         errors = {}
         for address in self.contacts:
             try:

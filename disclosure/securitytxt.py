@@ -78,9 +78,8 @@ def generate(now: datetime, programme: Programme | None = None) -> Programme:
         programme = Programme.objects.select_for_update().get(pk=(programme or Programme.load()).pk)
         expires = (now + timedelta(days=settings.SECURITYTXT_EXPIRES_DAYS)).replace(microsecond=0)
         body = render(programme, expires)
-        key = pgp.team_key()
-        if key is not None and key.has_secret:
-            body = pgp.clearsign(body, key.fingerprint)
+        if pgp.can_sign():
+            body = pgp.clearsign(body, pgp.team_fingerprint())
         programme.securitytxt = body
         programme.securitytxt_inputs = inputs_digest(programme)
         programme.securitytxt_generated_at = now
@@ -152,8 +151,7 @@ def problems(body: str, public_key: str | None, now: datetime) -> list[str]:
             if fingerprint is None:
                 found.append("The signature does not verify with the published key.")
     else:
-        key = pgp.team_key()
-        if key is not None and key.has_secret:
+        if pgp.can_sign():
             found.append("The team's signing key is available but the file is not signed.")
     values: dict[str, list[str]] = {}
     for line in text.splitlines():

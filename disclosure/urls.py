@@ -10,6 +10,7 @@ urlpatterns = [
     path("report/", views.report_form, name="report"),
     path("report/received/", views.report_received, name="report-received"),
     re_path(rf"^status/{TOKEN}/$", views.status, name="status"),
+    re_path(rf"^status/{TOKEN}/submitted/$", views.status_submitted, name="status-submitted"),
     re_path(rf"^status/{TOKEN}/files/(?P<attachment_id>[0-9]+)/$", views.status_download, name="status-download"),
     path("status/", views.lost_link, name="lost-link"),
     re_path(rf"^status/{TOKEN}/export\.json$", views.status_export, name="status-export"),

@@ -11,12 +11,13 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
+from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_http_methods, require_safe
 
-from disclosure import export, pagecache, pgp, securitytxt
+from disclosure import export, pgp, securitytxt
 from disclosure.forms import CreditForm, FollowUpForm, LostLinkForm, ReporterKeyForm, ReportForm
-from disclosure.models import Attachment, Programme, Report, StatusLink
+from disclosure.models import Attachment, Message, Programme, Report, StatusLink
 from disclosure.ratelimits import check as check_rate
 from disclosure.ratelimits import limit, refuse_if_blocked
 
@@ -44,11 +45,7 @@ def policy(request):
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def report_form(request):
-    if request.method != "POST":
-        page = pagecache.blank_report_form(request)
-        if page is not None:
-            return HttpResponse(page)
-    else:
+    if request.method == "POST":
         # An address over either limit is refused before its form is even read. Reports
         # created count against "submit", forms sent back with errors against "form_post".
         refuse_if_blocked(request, "submit")
@@ -94,7 +91,7 @@ STATUS_METHODS = ("GET", "HEAD", "POST")  # one counter for every status-link re
 
 
 def _report_for(request, token: str, *, count_hit=True) -> Report:
-    """The report a status token opens.
+    """The report a status token opens, with its SLA state (``Report.sla_state``).
 
     An address over ``RATELIMIT_STATUS`` is refused before the lookup, whatever the token,
     so a blocked guesser cannot tell a hit from a miss. Misses count (that is what guessing
@@ -105,7 +102,7 @@ def _report_for(request, token: str, *, count_hit=True) -> Report:
         check_rate(request, "status", methods=STATUS_METHODS)
     else:
         refuse_if_blocked(request, "status")
-    report = StatusLink.find_report(token)
+    report = StatusLink.find_report(token, Report.objects.for_status_page(timezone.now()))
     if report is None:
         if not count_hit:
             check_rate(request, "status", methods=STATUS_METHODS)
@@ -113,13 +110,20 @@ def _report_for(request, token: str, *, count_hit=True) -> Report:
     return report
 
 
+def _status_context(report, token, form, **forms) -> dict:
+    """The status page: no gpg here. Sealed text is shown on the page it links to
+    (``status_submitted``), decrypted when the reporter asks for it."""
+    return {
+        "report": report,
+        "events": report.public_events(),
+        "form": form,
+        "token": token,
+        **forms,
+    }
+
+
 @require_http_methods(["GET", "HEAD", "POST"])
 def status(request, token):
-    if request.method != "POST":
-        refuse_if_blocked(request, "status")
-        page = pagecache.status_page(request, token)
-        if page is not None:
-            return _private(HttpResponse(page))
     report = _report_for(request, token, count_hit=request.method == "POST")
     form = FollowUpForm(request.POST, request.FILES) if request.method == "POST" else FollowUpForm()
     if request.method == "POST":
@@ -131,8 +135,19 @@ def status(request, token):
             messages.success(request, "Your message was sent to the security team.")
             return redirect("status", token=token)
     status_code = 400 if request.method == "POST" else 200
-    context = pagecache.status_context(report, token, form)
-    return _private(render(request, "disclosure/status.html", context, status=status_code))
+    return _private(render(request, "disclosure/status.html", _status_context(report, token, form),
+                           status=status_code))
+
+
+@require_safe
+def status_submitted(request, token):
+    """What the reporter sent (the report and their messages), decrypted on request."""
+    report = _report_for(request, token)
+    messages_sent = report.messages.filter(kind=Message.Kind.FROM_REPORTER).prefetch_related("attachments")
+    return _private(render(request, "disclosure/status_submitted.html", {
+        "report": report, "token": token, "content": report.content(),
+        "attachments": report.attachments.filter(message__isnull=True), "messages_sent": messages_sent,
+    }))
 
 
 def _download(attachment: Attachment):
@@ -255,7 +270,7 @@ def status_withdraw(request, token):
 def _status_with_errors(request, report, token, **forms):
     """A small status-page form sent back: the page again, with the form's errors beside it
     and what was typed kept (not cached: it is this visitor's)."""
-    context = {**pagecache.status_context(report, token, FollowUpForm()), **forms}
+    context = _status_context(report, token, FollowUpForm(), **forms)
     return _private(render(request, "disclosure/status.html", context, status=400))
 
 

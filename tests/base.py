@@ -14,8 +14,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import TestCase, override_settings
 
-from disclosure import pagecache, pgp, ratelimits
-from disclosure.models import Programme, Report
+from disclosure import pgp, ratelimits, securitytxt
+from disclosure.models import Report
 
 # A fixed, ordinary moment: Monday 30 November 2026, 10:00 UTC.
 MONDAY_10AM = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
@@ -49,6 +49,11 @@ def make_report(now=MONDAY_10AM, files=(), **overrides) -> tuple[Report, str]:
     return Report.submit(fields=fields, files=files, now=now)
 
 
+def sla_state(report: Report, now) -> str:
+    """The queue badge of ``report`` as of ``now`` (``ReportQuerySet.with_sla_state``)."""
+    return Report.objects.with_sla_state(now).get(pk=report.pk).sla_state
+
+
 def run_at_once(work, times: int = 2) -> list:
     """Call ``work`` in ``times`` threads released together (each with its own database
     connection, closed afterwards); returns their results, or raises the first error."""
@@ -75,14 +80,13 @@ def run_at_once(work, times: int = 2) -> list:
 
 def start_afresh(test) -> None:
     """What a test must not inherit from the one before: the cache (rate-limit counters),
-    what this process remembers (programme contact, kept pages, rate-limit blocks), and
+    what this process remembers (the keyring's facts, the served security.txt), and
     uploads (each test stores them in a folder of its own, removed afterwards)."""
     for alias in settings.CACHES:
         caches[alias].clear()
-    Programme.forget_cached()
-    pagecache.forget()
     ratelimits.forget()
     pgp.forget()
+    securitytxt.forget()
     upload_dir = tempfile.mkdtemp(prefix="disclosure-test-uploads-")
     test.addCleanup(shutil.rmtree, upload_dir, ignore_errors=True)
     test.enterContext(override_settings(MEDIA_ROOT=upload_dir))

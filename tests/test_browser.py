@@ -2,6 +2,7 @@
 the page, accessibility (axe-core) and keyboard use."""
 
 import base64
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -174,7 +175,8 @@ class BrowserEncryptionTests(BrowserTestCase):
         page.get_by_label("Description").fill("sent over https")
         page.get_by_role("button", name="Submit report").click()
         page.wait_for_url("**/report/received/")
-        self.assertEqual(pgp.decrypt(Report.objects.get().description).decode(), "sent over https")  # sealed
+        sealed = Report.objects.get().sealed_content
+        self.assertEqual(json.loads(pgp.decrypt(sealed))["description"], "sent over https")
 
 
 class AccessibilityTests(BrowserTestCase):
@@ -188,7 +190,8 @@ class AccessibilityTests(BrowserTestCase):
     def test_public_pages_have_no_serious_violations_at_desktop_and_phone_widths(self):
         report, token = Report.submit(fields={"title": "A report", "description": "Details", "credit": "name",
                                               "credit_name": "ada", "reporter_email": "a@example.com"})
-        pages = ["/", "/policy/", "/report/", f"/status/{token}/", "/hall-of-fame/", "/status/"]
+        pages = ["/", "/policy/", "/report/", f"/status/{token}/", f"/status/{token}/submitted/", "/hall-of-fame/",
+                 "/status/"]
         for viewport in (None, PHONE):
             page = self.new_page()
             if viewport:
@@ -215,7 +218,10 @@ class AccessibilityTests(BrowserTestCase):
             page.wait_for_load_state()
             self.assertIn("Paste an ASCII-armored public key", page.content())
             self.assertEqual(self.audit(page), [], "status page, key with an error")
-            page.locator("summary", has_text="Withdraw this report").click()
+            # Withdrawing is a section of its own, not a part of "Encrypted email".
+            heading = page.get_by_role("heading", name="Withdraw this report")
+            self.assertTrue(heading.is_visible())
+            self.assertEqual(heading.evaluate("h => h.closest('section').querySelector('h2').id"), "withdraw-heading")
             page.get_by_role("button", name="Withdraw report").evaluate("b => b.form.noValidate = true")
             page.get_by_role("button", name="Withdraw report").click()
             page.wait_for_load_state()

@@ -2,12 +2,12 @@
 
 import email
 import email.policy
+import json
 import re
 import shutil
 import subprocess
 import tempfile
 import time
-import warnings
 from pathlib import Path
 from unittest import mock
 
@@ -16,8 +16,8 @@ from django.test import override_settings
 
 from disclosure import pgp
 from disclosure.models import Attachment, OutboundEmail, Report
-from disclosure.pgpmime import PGPMimeEmail
-from tests.base import MONDAY_10AM, BaseTestCase, report_data, upload
+from disclosure.pgp.mime import PGPMimeEmail
+from tests.base import MONDAY_10AM, BaseTestCase, make_report, report_data, upload
 from tests.pgp_keys import ResearcherKeyring, TeamKeyMixin, export_public, gpg_cli, researcher_key, revoke
 
 SECRET = "SQL injection in /api/search?q= lets anyone read the users table"
@@ -81,8 +81,9 @@ class EncryptedReportsInTests(TeamKeyMixin, BaseTestCase):
         response = self.submit(report_data(description=SECRET), files=[upload("poc.py", b"print('pwned')")])
         self.assertEqual(response.status_code, 302)
         report = Report.objects.get()
-        self.assertNotIn(SECRET, report.description)
-        self.assertNotIn("pwned", report.steps_to_reproduce + report.impact)
+        self.assertEqual(report.description, "")  # sealed with the other fields, as one message
+        self.assertTrue(report.sealed_content.startswith("-----BEGIN PGP MESSAGE-----"))
+        self.assertNotIn(SECRET, report.sealed_content)
         attachment = Attachment.objects.get()
         self.assertTrue(attachment.encrypted)
         self.assertNotIn(b"pwned", Path(attachment.file.path).read_bytes())
@@ -92,7 +93,22 @@ class EncryptedReportsInTests(TeamKeyMixin, BaseTestCase):
         download = self.client.get(f"/staff/attachments/{attachment.pk}/", secure=True)
         self.assertEqual(download.content, b"print('pwned')")
         token = self.status_token_in(self.client.get("/report/received/", secure=True).content.decode())
-        self.assertContains(self.client.get(f"/status/{token}/", secure=True), SECRET)
+        self.assertNotContains(self.client.get(f"/status/{token}/", secure=True), SECRET)  # no gpg per view
+        self.assertContains(self.client.get(f"/status/{token}/submitted/", secure=True), SECRET)
+
+    def test_a_submission_seals_the_text_fields_in_one_gpg_run(self):
+        fields = report_data(description=SECRET, steps_to_reproduce="1. Open it", impact="Everything")
+        pgp.team_key()
+        with mock.patch("gnupg.Popen", wraps=subprocess.Popen) as started:
+            self.submit(fields, execute=False)  # the emails are signed later, by the worker
+        self.assertEqual(started.call_count, 1)
+        report = Report.objects.get()
+        self.assertEqual((report.description, report.steps_to_reproduce, report.impact), ("", "", ""))
+        inside = json.loads(pgp.decrypt(report.sealed_content))
+        self.assertEqual(inside, {"description": SECRET, "steps_to_reproduce": "1. Open it", "impact": "Everything"})
+        revealed = report.content()
+        self.assertEqual(revealed["steps_to_reproduce"].text, "1. Open it")
+        self.assertTrue(revealed["description"].sealed)
 
     def test_an_encrypted_asc_attachment_is_accepted_and_decrypted_for_staff(self):
         armored = self.encrypt("exploit code")
@@ -118,7 +134,10 @@ class EncryptedReportsInTests(TeamKeyMixin, BaseTestCase):
             self.client.post(f"/status/{token}/", {"body": "Also " + SECRET}, secure=True)
         message = Report.objects.get().messages.get()
         self.assertNotIn(SECRET, message.body)
-        self.assertContains(self.client.get(f"/status/{token}/", secure=True), SECRET)
+        page = self.client.get(f"/status/{token}/", secure=True)
+        self.assertNotContains(page, SECRET)
+        self.assertContains(page, f"submitted/#message-{message.pk}")
+        self.assertContains(self.client.get(f"/status/{token}/submitted/", secure=True), SECRET)
 
     def assertRefused(self, response, text):
         self.assertContains(response, text, status_code=400)
@@ -131,6 +150,16 @@ class EncryptedReportsInTests(TeamKeyMixin, BaseTestCase):
         self.assertRefused(self.submit(report_data(description="\n".join(lines))), "The armored block is damaged")
         truncated = armored.split("-----END")[0]
         self.assertRefused(self.submit(report_data(description=truncated)), "not a complete ASCII-armored block")
+
+    def test_a_message_with_a_hidden_recipient_is_accepted_when_our_key_decrypts_it(self):
+        hidden = self.encrypt(SECRET, None, "--throw-keyids")
+        self.assertIn("ENC_TO 0000000000000000",
+                      self.researcher.run("--list-only", "--status-fd", "2", "--decrypt",
+                                          input_bytes=hidden.encode()).stderr.decode())
+        other = researcher_key(self.researcher, uid="Someone Else <else@example.com>")
+        self.assertRefused(self.submit(report_data(description=self.encrypt(SECRET, other, "--throw-keyids"))),
+                           "encrypted to a different key")
+        self.assertEqual(self.submit(report_data(description=hidden)).status_code, 302)
 
     def test_a_message_encrypted_to_another_key_is_refused(self):
         other = researcher_key(self.researcher, uid="Someone Else <else@example.com>")
@@ -189,56 +218,28 @@ class EncryptedReportsInTests(TeamKeyMixin, BaseTestCase):
 
 @time_machine.travel(MONDAY_10AM, tick=False)
 class SealingTests(TeamKeyMixin, BaseTestCase):
-    """Reporter text is sealed in this process (Sequoia-PGP) into messages gpg decrypts; a
-    team key Sequoia refuses is sealed by gpg instead."""
+    """Reporter content is sealed by gpg, the one OpenPGP engine, and read back by it."""
 
-    def setUp(self):
-        super().setUp()
-        pgp.forget()
-        self.addCleanup(pgp.forget)
-
-    def test_sealing_starts_no_gpg_process_and_gpg_decrypts_the_result(self):
-        pgp.encrypt_to_team("warm up")  # reads the team certificate from the keyring once
-        with mock.patch("gnupg.Popen", wraps=subprocess.Popen) as started:
-            armored = pgp.encrypt_to_team(SECRET)
-            binary = pgp.encrypt_to_team(b"\x00binary\xff", armor=False)
-        started.assert_not_called()
+    def test_gpg_seals_text_and_files_and_decrypts_them(self):
+        armored = pgp.encrypt_to_team(SECRET)
+        binary = pgp.encrypt_to_team(b"\x00binary\xff", armor=False)
         self.assertTrue(armored.startswith("-----BEGIN PGP MESSAGE-----"))
         self.assertNotIn(SECRET, armored)
         self.assertEqual(pgp.decrypt(armored).decode(), SECRET)
         self.assertEqual(pgp.decrypt(binary), b"\x00binary\xff")
-        listing = pgp.team_gpg().decrypt(armored, extra_args=["--list-only"]).stderr
-        self.assertIn("ENC_TO", listing)
 
-    def test_a_team_key_sequoia_refuses_is_used_through_gpg(self):
-        with ResearcherKeyring() as old:
-            sha1 = ("--passphrase", "", "--pinentry-mode", "loopback", "--cert-digest-algo", "SHA1")
-            result = old.run(*sha1, "--quick-gen-key", "Old team <old@example.com>", "rsa2048", "cert", "1y")
-            self.assertEqual(result.returncode, 0, result.stderr)
-            fingerprint = [line.split(":")[9] for line in old.run("--with-colons", "--list-keys").stdout.decode()
-                           .splitlines() if line.startswith("fpr:")][0]
-            result = old.run(*sha1, "--quick-add-key", fingerprint, "rsa2048", "encr", "1y")
-            self.assertEqual(result.returncode, 0, result.stderr)
-            secret = old.run("--armor", "--pinentry-mode", "loopback", "--passphrase", "",
-                             "--export-secret-keys", fingerprint).stdout.decode()
-            home = tempfile.mkdtemp(prefix="disclosure-test-sha1-")
-            self.addCleanup(shutil.rmtree, home, ignore_errors=True)
-            self.addCleanup(pgp.stop_agent, home)
-            with override_settings(GNUPG_HOME=Path(home), TEAM_KEY_FINGERPRINT=fingerprint):
-                pgp.import_team_key(secret)
-                self.assertIsNone(pgp._team_cert())  # Sequoia's policy: no SHA-1 self-signatures
-                armored = pgp.encrypt_to_team(SECRET)
-                self.assertEqual(pgp.decrypt(armored).decode(), SECRET)
-            decrypted = old.run("--decrypt", input_bytes=armored.encode())
-            self.assertEqual(decrypted.stdout.decode(), SECRET)
+    def test_the_keyring_is_read_once_until_it_changes(self):
+        pgp.team_key()
+        with mock.patch("gnupg.Popen", wraps=subprocess.Popen) as started:
+            self.assertTrue(pgp.can_sign() and pgp.can_decrypt())
+        started.assert_not_called()
 
 
-class SealingKeyChoiceTests(BaseTestCase):
-    """Sequoia seals only to what gpg itself would encrypt to, in a format gpg reads."""
+class KeyringTests(BaseTestCase):
+    """Team keys made on the team's own machine and imported, as in production."""
 
     def setUp(self):
         super().setUp()
-        pgp.forget()
         self.addCleanup(pgp.forget)
         self.team = ResearcherKeyring().__enter__()  # the team's own machine, where keys are made
         self.addCleanup(self.team.__exit__, None, None, None)
@@ -258,18 +259,6 @@ class SealingKeyChoiceTests(BaseTestCase):
         return self.team.run("--armor", "--pinentry-mode", "loopback", "--passphrase", "",
                              "--export-secret-keys", fingerprint).stdout.decode()
 
-    def test_a_key_made_by_sequoia_is_still_sealed_in_a_format_gpg_reads(self):
-        import pysequoia
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            cert = pysequoia.Cert.generate("Team <team@example.com>")  # advertises RFC 9580 messages
-            secret = str(cert.secrets)
-        self.use_as_team_key(secret, cert.fingerprint.upper())
-        self.assertIsNone(pgp._team_cert())
-        sealed = pgp.encrypt_to_team(SECRET)
-        self.assertEqual(pgp.decrypt(sealed).decode(), SECRET)
-
     def test_only_the_newest_encryption_subkey_is_used(self):
         fingerprint = researcher_key(self.team, uid="Team <team@example.com>")
         older = self.encryption_subkeys(fingerprint)
@@ -279,11 +268,8 @@ class SealingKeyChoiceTests(BaseTestCase):
         self.assertEqual(result.returncode, 0, result.stderr)
         newest = (set(self.encryption_subkeys(fingerprint)) - set(older)).pop()
         self.use_as_team_key(self.secret_key(fingerprint), fingerprint)
-        self.assertIsNotNone(pgp._team_cert())  # sealed by Sequoia
         sealed = pgp.encrypt_to_team(SECRET)
         self.assertEqual(self.recipients(sealed), {newest[-16:]})
-        gpg_sealed = pgp.team_gpg().encrypt(SECRET, [fingerprint], always_trust=True)
-        self.assertEqual(self.recipients(str(gpg_sealed)), {newest[-16:]})  # gpg's own choice
         self.assertEqual(pgp.decrypt(sealed).decode(), SECRET)
 
     def test_a_revoked_team_key_is_not_sealed_to_from_the_moment_it_is_imported(self):
@@ -298,28 +284,17 @@ class SealingKeyChoiceTests(BaseTestCase):
     def test_a_revocation_imported_by_another_process_applies_at_once(self):
         fingerprint = researcher_key(self.team, uid="Team <team@example.com>")
         self.use_as_team_key(self.secret_key(fingerprint), fingerprint)
-        self.assertIsNotNone(pgp._team_cert())
+        self.assertTrue(pgp.can_sign())
         revoke(self.team, fingerprint)
         imported = gpg_cli(self.home, "--import", input_bytes=export_public(self.team, fingerprint).encode())
         self.assertEqual(imported.returncode, 0, imported.stderr)  # e.g. manage.py pgp_import_team_key
         with self.assertRaises(pgp.PGPError):
             pgp.encrypt_to_team(SECRET)
+        self.assertFalse(pgp.can_sign())  # the remembered facts went with the keyring change
 
-    def test_offline_a_key_made_by_sequoia_is_sealed_by_gpg(self):
-        import pysequoia
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            cert = pysequoia.Cert.generate("Team <team@example.com>")
-            secret = str(cert.secrets)
-        fingerprint = cert.fingerprint.upper()
-        self.use_as_team_key(str(cert), fingerprint)  # the public key only
-        self.assertIsNone(pgp._team_cert())
-        sealed = pgp.encrypt_to_team(SECRET)
-        self.assertEqual(self.team.run("--import", input_bytes=secret.encode()).returncode, 0)
-        self.assertEqual(self.team.run("--decrypt", input_bytes=sealed.encode()).stdout.decode(), SECRET)
-
-    def test_with_only_the_signing_key_here_sequoia_seals_and_encrypted_reports_are_accepted(self):
+    def signing_subkey_only(self) -> str:
+        """A team key whose primary is offline, with only the signing subkey's secret here
+        (to sign security.txt and email); returns its fingerprint."""
         loopback = ("--passphrase", "", "--pinentry-mode", "loopback")
         result = self.team.run(*loopback, "--quick-gen-key", "Team <team@example.com>", "ed25519", "cert", "1y")
         self.assertEqual(result.returncode, 0, result.stderr)
@@ -330,23 +305,35 @@ class SealingKeyChoiceTests(BaseTestCase):
         signing_only = self.team.run(*loopback, "--armor", "--export-secret-subkeys", f"{signing_subkey}!")
         self.use_as_team_key(export_public(self.team, fingerprint), fingerprint)
         pgp.import_team_key(signing_only.stdout.decode())
-        self.assertTrue(pgp.can_decrypt())  # a secret key is here, just not the encryption one
-        pgp.encrypt_to_team("warm up")
-        with mock.patch("gnupg.Popen", wraps=subprocess.Popen) as started:
-            sealed = pgp.encrypt_to_team(SECRET)
-        started.assert_not_called()
+        return fingerprint
+
+    def test_with_only_the_signing_key_here_it_signs_seals_and_accepts_but_never_decrypts(self):
+        fingerprint = self.signing_subkey_only()
+        self.assertTrue(pgp.can_sign())
+        self.assertFalse(pgp.can_decrypt())
+        sealed = pgp.encrypt_to_team(SECRET)
         self.assertEqual(self.team.run("--decrypt", input_bytes=sealed.encode()).stdout.decode(), SECRET)
         pgp.check_encrypted_to_team(sealed)  # a researcher's encrypted report is accepted
+        hidden = self.team.run("--trust-model", "always", "--encrypt", "--armor", "--hidden-recipient", fingerprint,
+                               input_bytes=SECRET.encode()).stdout.decode()
+        pgp.check_encrypted_to_team(hidden)  # no key named: the team decrypts it offline
+        self.assertIn("-----BEGIN PGP SIGNATURE-----", pgp.clearsign("hello", fingerprint))
 
-    def test_a_subkey_about_to_expire_is_not_remembered_past_its_expiry(self):
-        fingerprint = researcher_key(self.team, uid="Team <team@example.com>", usage="cert")
-        result = self.team.run("--passphrase", "", "--pinentry-mode", "loopback", "--quick-add-key", fingerprint,
-                               "cv25519", "encr", "seconds=30")
-        self.assertEqual(result.returncode, 0, result.stderr)
-        self.use_as_team_key(self.secret_key(fingerprint), fingerprint)
-        self.assertIsNotNone(pgp._team_cert())
-        (_, until), = [hit for key, hit in pgp._keyring_memo.items() if key[0] == "sequoia_cert"]
-        self.assertLessEqual(until - time.monotonic(), 30)
+    def test_with_only_the_signing_key_here_a_status_page_view_runs_no_gpg(self):
+        self.signing_subkey_only()
+        with override_settings(SITE_URL="http://testserver"):
+            report, token = make_report(description=SECRET, steps_to_reproduce="steps")
+            report.add_reporter_message("and a follow-up")
+        self.assertTrue(report.sealed_content)
+        pgp.team_key()  # what the keyring says is read once per keyring change
+        with mock.patch("gnupg.Popen", wraps=subprocess.Popen) as started:
+            page = self.client.get(f"/status/{token}/")
+        self.assertEqual(page.status_code, 200)
+        started.assert_not_called()
+        self.assertContains(page, "Stored encrypted")
+        submitted = self.client.get(f"/status/{token}/submitted/")  # on request: shown as sealed, not decrypted
+        self.assertContains(submitted, "-----BEGIN PGP MESSAGE-----")
+        self.assertNotContains(submitted, SECRET)
 
     def test_a_secret_key_imported_by_another_process_is_seen_at_once(self):
         fingerprint = researcher_key(self.team, uid="Team <team@example.com>")
@@ -516,14 +503,15 @@ class OfflineKeyModeTests(BaseTestCase):
     def test_staff_see_the_armored_block_and_a_notice_and_decrypt_offline(self):
         self.submit(report_data(description=SECRET))
         report = Report.objects.get()
-        self.assertNotIn(SECRET, report.description)
+        self.assertNotIn(SECRET, report.sealed_content)
         self.login(self.triager)
         page = self.client.get(f"/admin/disclosure/report/{report.pk}/change/")
         self.assertContains(page, "offline-key mode")
+        self.assertContains(page, "jq -r .description")
         self.assertContains(page, "-----BEGIN PGP MESSAGE-----")
         self.assertNotContains(page, SECRET)
-        decrypted = self.offline.run("--decrypt", input_bytes=report.description.encode())
-        self.assertEqual(decrypted.stdout.decode(), SECRET)
+        decrypted = self.offline.run("--decrypt", input_bytes=report.sealed_content.encode())
+        self.assertEqual(json.loads(decrypted.stdout)["description"], SECRET)
 
     def test_encrypted_submissions_are_checked_against_the_public_key(self):
         with ResearcherKeyring() as researcher:

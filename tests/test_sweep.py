@@ -8,7 +8,7 @@ from django.db import connection
 from django.test import TransactionTestCase, override_settings
 
 from disclosure import tasks
-from disclosure.models import AlertLevel, Event, Report
+from disclosure.models import SLA_ALERTS, AlertLevel, Event, Report
 from tests.base import MONDAY_10AM, BaseTestCase, make_report, run_at_once
 
 WEDNESDAY_NOON = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
@@ -17,7 +17,7 @@ FRIDAY_0005 = datetime(2026, 12, 4, 0, 5, tzinfo=UTC)
 
 
 def alerts(report=None):
-    events = Event.objects.filter(kind__in=Event.ONCE_PER_REPORT)
+    events = Event.objects.filter(kind__in=SLA_ALERTS.values())
     if report is not None:
         events = events.filter(report=report)
     return list(events.order_by("created_at", "pk").values_list("kind", flat=True))

@@ -1,6 +1,8 @@
 from django import template
 
 from disclosure import markdown as md
+from disclosure import pgp
+from disclosure.pgp import sealing
 
 register = template.Library()
 
@@ -12,11 +14,16 @@ def markdown(text):
 
 
 @register.filter
-def revealed(text):
-    """Reporter content: decrypted when sealed and the key is here, then sanitised Markdown."""
-    from disclosure.sealed import as_html
+def revealed(value):
+    """Reporter content (a stored value, or a ``sealing.Revealed``): decrypted when sealed
+    and the team key can decrypt here, then sanitised Markdown. Runs gpg for sealed text."""
+    return sealing.as_html(value)
 
-    return as_html(text)
+
+@register.filter
+def sealed(text) -> bool:
+    """Whether a stored value is an encrypted message (shown without decrypting it)."""
+    return pgp.looks_encrypted(text)
 
 
 @register.filter

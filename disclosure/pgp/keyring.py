@@ -1,4 +1,5 @@
-"""Everything that talks to GnuPG (through python-gnupg) lives here.
+"""The only module that talks to GnuPG (through python-gnupg): the team keyring, and
+every gpg run the portal makes (sign, encrypt, decrypt, check, import).
 
 The team keyring (``GNUPG_HOME``) holds the team's key: generated for development
 (``manage.py pgp_generate_team_key``) or imported for production (``pgp_import_team_key``).
@@ -16,15 +17,13 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
 import gnupg
-import pysequoia
 from django.conf import settings
 
 log = logging.getLogger(__name__)
@@ -36,12 +35,20 @@ class PGPError(Exception):
     """A gpg operation failed; the message carries gpg's own status."""
 
 
+# The team is warned (system check, weekly email, /healthz) once the key expires within this.
+KEY_EXPIRY_WARNING = timedelta(days=30)
+
+
 @dataclass(frozen=True)
 class KeyInfo:
     fingerprint: str
     uids: tuple[str, ...]
     expires: datetime | None
-    has_secret: bool
+    can_sign: bool = False  # the secret of a usable signing (sub)key is in the keyring
+    can_decrypt: bool = False  # the secret of a usable encryption (sub)key is in the keyring
+
+    def expires_soon(self, now: datetime) -> bool:
+        return self.expires is not None and self.expires - now < KEY_EXPIRY_WARNING
 
     @property
     def emails(self) -> list[str]:
@@ -80,7 +87,21 @@ def keyring_lock(home: Path | None = None):
 
 def _key_info(raw) -> KeyInfo:
     expires = datetime.fromtimestamp(int(raw["expires"]), UTC) if raw.get("expires") else None
-    return KeyInfo(raw["fingerprint"], tuple(raw.get("uids") or ()), expires, False)
+    return KeyInfo(raw["fingerprint"], tuple(raw.get("uids") or ()), expires)
+
+
+def _secret_capabilities(raw) -> set[str]:
+    """Which of "s" (sign) and "e" (encrypt) the secret key listing ``raw`` can do here:
+    a (sub)key counts when its secret is present (gpg's token "+", not the "#" of a stub
+    whose secret is kept elsewhere) and it is neither expired nor revoked."""
+    parts = [(raw.get("cap", ""), raw.get("token"), raw.get("trust"))]
+    parts += [(sub.get("cap", ""), sub.get("token"), sub.get("trust"))
+              for sub in (raw.get("subkey_info") or {}).values()]
+    usable = set()
+    for cap, token, trust in parts:
+        if token == "+" and trust not in ("e", "r"):
+            usable |= {letter for letter in "se" if letter in (cap or "")}
+    return usable
 
 
 # --- The team key ---------------------------------------------------------------------------
@@ -88,28 +109,27 @@ def team_fingerprint() -> str:
     return (settings.TEAM_KEY_FINGERPRINT or "").replace(" ", "").upper()
 
 
-# What the keyring says about the team key, remembered for a minute per process and read
-# again at once when the keyring changes (an import by any process). Validating a
-# researcher's encrypted report used to list the keyring three times per field.
-KEYRING_MEMO_SECONDS = 60
+# What the keyring says about the team key, remembered per process for as long as the
+# keyring files are unchanged: the memo's key is the keyring's state (GNUPG_HOME, the
+# configured fingerprint, and the identity, size and time of the public and secret key
+# stores), so an import, deletion or generation by any process is seen at once.
+# ``forget()`` is its one reset.
 _keyring_memo: dict = {}
 
 
-def _from_keyring(name: str, read, *, ends=lambda value: None):
-    """``read()``, remembered as described above; ``ends(value)``, when not None, is a
-    time (epoch seconds) past which the value is never kept."""
+def _from_keyring(name: str, read):
     home = Path(settings.GNUPG_HOME)
     key = (name, str(home), team_fingerprint(), _keyring_stamp(home))
-    hit, now = _keyring_memo.get(key), time.monotonic()
-    if hit and now < hit[1]:
-        return hit[0]
-    value = read()
-    end = ends(value)
-    keep = KEYRING_MEMO_SECONDS if end is None else min(KEYRING_MEMO_SECONDS, end - time.time())
-    if len(_keyring_memo) > 32:
-        _keyring_memo.clear()
-    _keyring_memo[key] = (value, now + keep)
-    return value
+    if key not in _keyring_memo:
+        if len(_keyring_memo) > 32:
+            _keyring_memo.clear()
+        _keyring_memo[key] = read()
+    return _keyring_memo[key]
+
+
+def forget() -> None:
+    """Drop what this process remembers about the keyring."""
+    _keyring_memo.clear()
 
 
 def _keyring_stamp(home: Path) -> tuple:
@@ -139,9 +159,23 @@ def _read_team_key() -> KeyInfo | None:
     public = [k for k in gpg.list_keys(keys=[fingerprint]) if k["fingerprint"] == fingerprint]
     if not public:
         return None
-    secret = any(k["fingerprint"] == fingerprint for k in gpg.list_keys(secret=True, keys=[fingerprint]))
+    secret = [k for k in gpg.list_keys(secret=True, keys=[fingerprint]) if k["fingerprint"] == fingerprint]
+    usable = _secret_capabilities(secret[0]) if secret else set()
     info = _key_info(public[0])
-    return KeyInfo(info.fingerprint, info.uids, info.expires, secret)
+    return KeyInfo(info.fingerprint, info.uids, info.expires, can_sign="s" in usable, can_decrypt="e" in usable)
+
+
+def can_sign() -> bool:
+    """Whether the team key can sign here (security.txt, outgoing email)."""
+    key = team_key()
+    return key is not None and key.can_sign
+
+
+def can_decrypt() -> bool:
+    """Whether the team key can decrypt here (sealed content, checking encrypted reports).
+    Offline-key mode keeps the encryption secret elsewhere, perhaps with signing here."""
+    key = team_key()
+    return key is not None and key.can_decrypt
 
 
 def secret_fingerprints() -> list[str]:
@@ -264,10 +298,31 @@ def file_max_output() -> int:
     return 4 * settings.MAX_ATTACHMENT_BYTES
 
 
-def check_encrypted_to_team(armored: str, *, max_output: int = TEXT_MAX_OUTPUT) -> None:
+def _status(stderr: str) -> list[list[str]]:
+    """gpg's machine-readable status lines (``[GNUPG:] KEYWORD args...``), split."""
+    return [line[9:].split() for line in stderr.splitlines() if line.startswith("[GNUPG:] ") and line[9:].strip()]
+
+
+HIDDEN_RECIPIENT = "0000000000000000"  # gpg --hidden-recipient / throw-keyids: the key ID is not said
+
+
+@dataclass(frozen=True)
+class Plaintext:
+    """What an encrypted message holds, learnt by decrypting it once on arrival."""
+    size: int
+    sha256: str
+
+
+def check_encrypted_to_team(armored: str, *, max_output: int = TEXT_MAX_OUTPUT) -> Plaintext | None:
     """Raise ``PGPError`` with a message for the researcher unless ``armored`` is one
-    well-formed PGP message encrypted to the team key (and, when the secret key is here,
-    one that actually decrypts, to at most ``max_output`` bytes)."""
+    well-formed PGP message encrypted to the team key (and, when the team key can decrypt
+    here, one that actually decrypts, to at most ``max_output`` bytes). Returns the size
+    and SHA-256 of the plaintext when it was decrypted, else None.
+
+    A hidden recipient (``--hidden-recipient``, ``throw-keyids``) names no key: it is
+    accepted when it decrypts with the team key, or, when the key cannot decrypt here
+    (offline-key mode), taken on trust for the team to decrypt on their own machines.
+    """
     text = armored.strip()
     if "-----BEGIN PGP SIGNED MESSAGE-----" in text:
         raise PGPError("This is a signed message, not an encrypted one. Encrypt it to our key instead "
@@ -276,143 +331,61 @@ def check_encrypted_to_team(armored: str, *, max_output: int = TEXT_MAX_OUTPUT) 
     if len(blocks) != 1 or blocks[0].strip() != text:
         raise PGPError("The encrypted message is not a complete ASCII-armored block: it must start with "
                        "-----BEGIN PGP MESSAGE----- and end with -----END PGP MESSAGE-----, with nothing around it.")
-    key = team_key()
-    status = []
-    if key is not None and key.has_secret:
-        # The common case in one gpg run: exactly one encrypted packet, decrypted with its
-        # integrity protection intact, to one of our keys, and nothing gpg objected to.
-        # (python-gnupg's ``ok`` only says that *some* packet decrypted.) Output is capped,
-        # so a compression bomb costs no memory; without a passphrase gpg must not wait on
-        # gpg-agent for one.
-        passphrase = settings.TEAM_KEY_PASSPHRASE or None
-        result = team_gpg().decrypt(text, passphrase=passphrase, extra_args=[
-            "--max-output", str(max_output), *([] if passphrase else ["--pinentry-mode", "error"])])
-        too_large = len(result.data or b"") >= max_output  # gpg still says DECRYPTION_OKAY
-        status = [line[9:].split() for line in result.stderr.splitlines()
-                  if line.startswith("[GNUPG:] ") and line[9:].strip()]
-        words = [item[0] for item in status]
-        to = {item[1] for item in status if item[0] == "ENC_TO" and len(item) > 1}
-        if (words.count("BEGIN_DECRYPTION") == 1 and words.count("PLAINTEXT") == 1
-                and "DECRYPTION_OKAY" in words and "GOODMDC" in words
-                and not {"DECRYPTION_FAILED", "BADMDC", "ERROR"} & set(words)
-                and to & team_encryption_key_ids() and not too_large):
-            return
-        if too_large:
-            raise PGPError(f"This message decrypts to more than {max_output // (1024 * 1024)} MB. Please send "
-                           "less, or split it into several files.")
+    if can_decrypt():
+        return _check_by_decrypting(text, max_output)
     listing = team_gpg().decrypt(text, extra_args=["--list-only"])
     recipients = set(ENC_TO.findall(listing.stderr))
     if not recipients:
-        if "[GNUPG:] PLAINTEXT" in listing.stderr:
-            raise PGPError("This PGP message is not encrypted (it is only signed or packed). Encrypt it to our key.")
-        raise PGPError("The armored block is damaged (its data or checksum is broken). Please copy it again.")
-    ours = team_encryption_key_ids()
-    if not recipients & ours:
+        _refuse_unreadable(listing.stderr)
+    if not recipients & (team_encryption_key_ids() | {HIDDEN_RECIPIENT}):
         raise PGPError(f"This message is encrypted to a different key ({', '.join(sorted(recipients))}), so we "
                        f"cannot read it. Encrypt it to our key {team_fingerprint()} from /pgp-key.txt.")
-    if key is not None and key.has_secret:
-        # Acceptable only when every key of ours it names has its secret kept elsewhere (gpg
-        # said NO_SECKEY for it: only the signing key is here); otherwise we had the key and
-        # the message did not decrypt cleanly.
-        missing = {item[1] for item in status if item[0] == "NO_SECKEY" and len(item) > 1}
-        if not (recipients & ours) <= missing:
-            raise PGPError("This message could not be decrypted with our key: it is damaged, not integrity "
-                           "protected, or holds more than one message. Please encrypt it again.")
+    return None
 
 
-# Sealing runs on every submission, so it is done in this process with Sequoia-PGP
-# (pysequoia) rather than by starting gpg (about 7 ms of CPU each time, against 0.1 ms).
-# gpg stays the authority: Sequoia is only given what gpg would encrypt to, and only once
-# gpg has read a message Sequoia made for it.
-#   - gpg picks the key: gpg encrypts a probe to the team key (so a revoked or expired key
-#     is refused as before) and Sequoia gets only the subkey gpg chose, never a retired one.
-#   - gpg checks the format: a probe message must list exactly that subkey as recipient
-#     (gpg 2.2 cannot parse RFC 9580 messages, which Sequoia writes for keys advertising
-#     them) and, when the secret key is here, decrypt to the probe text.
-# Otherwise, and whenever Sequoia refuses the key (its policy rejects SHA-1 binding
-# signatures that gpg 2.2 accepts), gpg encrypts as before. The decision is remembered like
-# the other keyring reads (``_from_keyring``), and never past the key's or subkey's expiry:
-# Sequoia itself would still encrypt to an expired key.
-def _team_cert():
-    """A pysequoia certificate holding only the subkey gpg would encrypt to, or None when
-    sealing must go through gpg."""
-    return _from_keyring("sequoia_cert", _sequoia_cert, ends=lambda found: found[2])[0]
+def _check_by_decrypting(text: str, max_output: int) -> Plaintext:
+    """One gpg run: exactly one encrypted packet, decrypted with its integrity protection
+    intact by the team key, and nothing gpg objected to. (python-gnupg's ``ok`` only says
+    that *some* packet decrypted.) Output is capped, so a compression bomb costs no
+    memory; without a passphrase gpg must not wait on gpg-agent for one."""
+    passphrase = settings.TEAM_KEY_PASSPHRASE or None
+    result = team_gpg().decrypt(text, passphrase=passphrase, extra_args=[
+        "--max-output", str(max_output), *([] if passphrase else ["--pinentry-mode", "error"])])
+    status = _status(result.stderr)
+    words = [item[0] for item in status]
+    decrypted_by = {item[2] for item in status if item[0] == "DECRYPTION_KEY" and len(item) > 2}
+    if len(result.data or b"") >= max_output:  # gpg still says DECRYPTION_OKAY
+        raise PGPError(f"This message decrypts to more than {max_output // (1024 * 1024)} MB. Please send "
+                       "less, or split it into several files.")
+    if (words.count("BEGIN_DECRYPTION") == 1 and words.count("PLAINTEXT") == 1
+            and "DECRYPTION_OKAY" in words and "GOODMDC" in words
+            and not {"DECRYPTION_FAILED", "BADMDC", "ERROR"} & set(words)
+            and team_fingerprint() in decrypted_by):
+        return Plaintext(len(result.data), hashlib.sha256(result.data).hexdigest())
+    recipients = {item[1] for item in status if item[0] == "ENC_TO" and len(item) > 1}
+    if not recipients:
+        _refuse_unreadable(result.stderr)
+    if not recipients & (team_encryption_key_ids() | {HIDDEN_RECIPIENT}):
+        raise PGPError(f"This message is encrypted to a different key ({', '.join(sorted(recipients))}), so we "
+                       f"cannot read it. Encrypt it to our key {team_fingerprint()} from /pgp-key.txt.")
+    if recipients == {HIDDEN_RECIPIENT} and "NO_SECKEY" in words:
+        raise PGPError(f"This message does not name its recipient and our key cannot decrypt it: it is "
+                       f"encrypted to a different key. Encrypt it to our key {team_fingerprint()}.")
+    raise PGPError("This message could not be decrypted with our key: it is damaged, not integrity "
+                   "protected, or holds more than one message. Please encrypt it again.")
 
 
-def _listed_recipients(message) -> set[str]:
-    """The key IDs gpg reads as recipients of an encrypted message (without decrypting it)."""
-    listing = team_gpg().decrypt(message, extra_args=["--list-only"])
-    return set(ENC_TO.findall(listing.stderr))
-
-
-def _sequoia_cert():
-    """``(certificate, None, valid until)`` when Sequoia may seal to the team key, else
-    ``(None, why, None)`` (logged)."""
-    cert, why, valid_until = _probe_sequoia(team_fingerprint())
-    if cert is None:
-        log.info("Sealing to %s goes through gpg: %s", team_fingerprint(), why)
-    return cert, why, valid_until
-
-
-def _probe_sequoia(fingerprint: str):
-    probe_text = b"disclosure sealing probe"
-    # Which (sub)key gpg itself encrypts to, if it will encrypt to this key at all.
-    by_gpg = team_gpg().encrypt(probe_text, [fingerprint], armor=False, always_trust=True)
-    if not by_gpg.ok:
-        return None, f"gpg refuses the key ({by_gpg.status})", None
-    chosen = _listed_recipients(by_gpg.data)
-    listed = [k for k in team_gpg().list_keys(keys=[fingerprint]) if k["fingerprint"] == fingerprint]
-    key = listed[0] if listed else {}
-    candidates = [(fingerprint, key)] + [(sub[2], (key.get("subkey_info") or {}).get(sub[0], {}))
-                                         for sub in key.get("subkeys") or []]
-    subkey, info = next(((fpr, info) for fpr, info in candidates
-                         if fpr and len(chosen) == 1 and fpr[-16:] in chosen), (None, None))
-    if subkey is None:
-        return None, f"gpg encrypts to {sorted(chosen)}, which is not one key of the team key", None
-    expiries = [int(value) for value in (key.get("expires"), info.get("expires")) if value]
-    try:
-        cert = pysequoia.Cert.from_bytes(team_gpg().export_keys(f"{subkey}!", armor=False))
-        probe = pysequoia.encrypt(probe_text, recipients=[cert], armor=False)
-    except Exception as error:  # noqa: BLE001 - whatever Sequoia refuses is left to gpg
-        return None, f"Sequoia refuses the key ({(str(error).splitlines() or ['no reason given'])[0]})", None
-    if _listed_recipients(probe) != chosen:
-        return None, "gpg cannot read Sequoia's messages to it", None
-    if can_decrypt():
-        try:
-            if decrypt(probe) != probe_text:
-                return None, "gpg decrypted Sequoia's probe to something else", None
-        except PGPError as error:
-            if not _no_secret_key(error):  # only a signing key here: the listing is the check
-                return None, f"gpg cannot decrypt Sequoia's probe ({error})", None
-    return cert, None, min(expiries, default=None)
-
-
-def _no_secret_key(error: PGPError) -> bool:
-    """gpg could not decrypt because the secret encryption key is not on this machine
-    (for example only the signing subkey is, to sign security.txt)."""
-    return "no secret key" in str(error)
-
-
-def forget() -> None:
-    """Drop what this process remembers about keys (tests, and after an import)."""
-    _keyring_memo.clear()
+def _refuse_unreadable(stderr: str):
+    if "[GNUPG:] PLAINTEXT" in stderr:
+        raise PGPError("This PGP message is not encrypted (it is only signed or packed). Encrypt it to our key.")
+    raise PGPError("The armored block is damaged (its data or checksum is broken). Please copy it again.")
 
 
 def encrypt_to_team(data, *, armor: bool = True):
     """Encrypt to the team key (ours, validated when it was imported: trusted explicitly)."""
-    fingerprint = team_fingerprint()
-    cert = _team_cert()
-    if cert is not None:
-        plain = data.encode() if isinstance(data, str) else bytes(data)
-        try:
-            sealed = pysequoia.encrypt(plain, recipients=[cert], armor=armor)
-        except Exception as error:  # noqa: BLE001 - gpg decides
-            log.warning("Sequoia could not encrypt to %s (%s); using gpg", fingerprint, error)
-        else:
-            return sealed.decode("ascii") if armor else sealed
-    result = team_gpg().encrypt(data, [fingerprint], armor=armor, always_trust=True)
+    result = team_gpg().encrypt(data, [team_fingerprint()], armor=armor, always_trust=True)
     if not result.ok:
-        raise PGPError(f"encryption to the team key failed: {result.status}")
+        raise PGPError(f"encryption to the team key failed: {result.status or 'gpg gave no reason'}")
     return str(result) if armor else result.data
 
 
@@ -427,12 +400,6 @@ def decrypt(data, *, max_output: int | None = None) -> bytes:
     if len(result.data) >= limit:
         raise PGPError(f"decryption failed: the plaintext is larger than {limit} bytes")
     return result.data
-
-
-def can_decrypt() -> bool:
-    """Whether the team's secret key is here."""
-    key = team_key()
-    return key is not None and key.has_secret
 
 
 # --- Reporters' keys (never imported into the team keyring) ---------------------------------

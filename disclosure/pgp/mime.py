@@ -14,7 +14,7 @@ from email.message import MIMEPart
 
 from django.core.mail import EmailMultiAlternatives
 
-from disclosure import pgp
+from disclosure.pgp import keyring as pgp
 
 CANONICAL = email.policy.SMTP  # CRLF line endings: the form that is signed and encrypted
 
