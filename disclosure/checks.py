@@ -9,8 +9,13 @@ import shutil
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.core.checks import Error, Warning, register
+from django.core.checks import ERROR, Error, Warning, register, run_checks
+from django.core.management.base import SystemCheckError
 from django.http.request import validate_host
+from django.utils import timezone
+
+from disclosure import pgp
+from disclosure.pgp.mime import MIME_CAPABLE_BACKENDS
 
 UNSAFE_MAILERS = {
     "django.core.mail.backends.console.EmailBackend",
@@ -78,10 +83,6 @@ def check_gpg(app_configs, **kwargs):
 
 @register("disclosure")
 def check_team_key(app_configs, **kwargs):
-    from django.utils import timezone
-
-    from disclosure import pgp
-
     if shutil.which(settings.GPG_BINARY) is None:
         return []
     if not pgp.team_fingerprint():
@@ -109,8 +110,6 @@ def check_team_key(app_configs, **kwargs):
 
 @register("disclosure")
 def check_pgp_mailer(app_configs, **kwargs):
-    from disclosure.pgp.mime import MIME_CAPABLE_BACKENDS
-
     backend = settings.MAILERS.get("default", {}).get("BACKEND", "")
     if settings.TEAM_KEY_FINGERPRINT and backend not in MIME_CAPABLE_BACKENDS:
         return [Warning(
@@ -125,9 +124,6 @@ def refuse_unsafe_deployment() -> None:
 
     Development (DEBUG on, e.g. ``runserver``) is exempt: its console mailer and plain http
     are the point there."""
-    from django.core.checks import ERROR, run_checks
-    from django.core.management.base import SystemCheckError
-
     if settings.DEBUG:
         return
     errors = [m for m in run_checks(include_deployment_checks=True) if m.level >= ERROR and not m.is_silenced()]

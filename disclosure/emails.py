@@ -22,11 +22,16 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import escape
+from django_q.brokers import get_broker
+from django_q.conf import Conf
+from django_q.tasks import async_task
 
-from disclosure import pgp
-from disclosure.models import SLA_ESCALATIONS, SLA_WARNINGS, Event, OutboundEmail, StatusLink
+from disclosure import pgp, sla
+from disclosure.metrics import sla_metrics
+from disclosure.models import SLA_ESCALATIONS, SLA_WARNINGS, Event, OutboundEmail, Report, SlaState, StatusLink
 from disclosure.pgp import mime
 
 log = logging.getLogger(__name__)
@@ -145,22 +150,16 @@ def send_after_commit(emails: list) -> list:
 
 
 def _broker_is_this_database() -> bool:
-    from django_q.conf import Conf
-
     return bool(Conf.ORM) and not Conf.SYNC and transaction.get_connection(Conf.ORM).in_atomic_block
 
 
 @functools.cache
 def _broker():
     """One broker (and so one Redis connection pool) per process, not one per task."""
-    from django_q.brokers import get_broker
-
     return get_broker()
 
 
 def enqueue_delivery(email_ids: list[int]) -> None:
-    from django_q.tasks import async_task
-
     async_task("disclosure.tasks.deliver_emails", email_ids, task_name=f"deliver-emails-{email_ids[0]}",
                group="email", broker=_broker())
 
@@ -179,8 +178,6 @@ def reporter_replied_to_team(event):
 
 
 def admin_url(report) -> str:
-    from django.urls import reverse
-
     return settings.SITE_URL + reverse("admin:disclosure_report_change", args=[report.pk])
 
 
@@ -196,10 +193,6 @@ def sla_alert(event, to):
 
 def daily_digest(now):
     """The team's morning summary; at most one per local day (its Message-ID is the date)."""
-    from disclosure import sla
-    from disclosure.metrics import sla_metrics
-    from disclosure.models import Report, SlaState
-
     day = sla.local_date(now)
     attention = (Report.objects.open().with_current_due()
                  .filter(Report.objects.sla_state_filters(now)[SlaState.OVERDUE]

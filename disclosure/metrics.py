@@ -5,7 +5,7 @@ from datetime import timedelta
 
 from django.db.models import Count, Q
 
-from disclosure.models import Milestone, Report, SlaState
+from disclosure.models import Milestone, Report, SlaState, Status
 
 WINDOW_DAYS = 90
 
@@ -56,8 +56,6 @@ def sla_metrics(now, days: int = WINDOW_DAYS) -> dict:
 
 def dashboard(now) -> dict:
     """Everything on the staff dashboard: the SLA figures, counts by status, the overdue list."""
-    from disclosure.models import Status
-
     counts = dict(Report.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
     overdue = (Report.objects.open().with_current_due()
                .filter(Report.objects.sla_state_filters(now)[SlaState.OVERDUE])

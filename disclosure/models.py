@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from disclosure import sla, tokens
 from disclosure.pgp import sealing
+from disclosure.severity import priority_for, score_vector
 from disclosure.uploads import removed_on_failure, safe_filename
 
 
@@ -581,16 +582,12 @@ class Report(models.Model):
 
     @staticmethod
     def _score(vector):
-        from disclosure.severity import score_vector
-
         try:
             return score_vector(vector)
         except ValueError as error:
             raise TransitionError(str(error)) from None
 
     def _apply_severity(self, severity, score=None):
-        from disclosure.severity import priority_for
-
         self.severity = severity
         self.cvss_vector = score.vector if score else ""
         self.cvss_score = score.score if score else None

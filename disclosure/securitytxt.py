@@ -16,7 +16,11 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.http import HttpResponse
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import get_conditional_response
+from django.utils.http import http_date
 
 from disclosure import pgp
 from disclosure.models import Programme
@@ -200,11 +204,6 @@ class SecurityTxtMiddleware:
     def __call__(self, request):
         if request.path != self.PATH or request.method not in ("GET", "HEAD"):
             return self.get_response(request)
-        from django.http import HttpResponse
-        from django.utils import timezone
-        from django.utils.cache import get_conditional_response
-        from django.utils.http import http_date
-
         current = served(timezone.now())
         modified = int(current.last_modified.timestamp())
         response = HttpResponse(current.body, content_type="text/plain; charset=utf-8")

@@ -1,14 +1,24 @@
 """Task-queue entry points (django-q2). Each is a thin wrapper over a "handle one unit"
 function that tests call directly; arguments stay plain JSON.
 
-The queue runs one schedule, ``disclosure-sweep``, every minute (created idempotently after
-``migrate``); ``python manage.py sweep`` runs the same code once.
+``ensure_schedules`` (run after every ``migrate``) keeps four schedules, keyed by name:
+``disclosure-sweep`` every minute (``python manage.py sweep`` runs the same code once),
+``disclosure-hourly`` (housekeeping), ``disclosure-retention`` daily, and
+``disclosure-digest`` daily at ``DAILY_DIGEST_HOUR`` when that is set.
 """
 
 import logging
 import time
+from datetime import datetime, timedelta
+from datetime import time as clock_time
 
+from django.conf import settings
+from django.core.cache import cache
 from django.utils import timezone
+from django_q.models import Schedule
+
+from disclosure import emails, pgp, ratelimits, securitytxt, sla
+from disclosure.models import OutboundEmail, Programme, Report
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +34,6 @@ def deliver_emails(email_ids: list[int]) -> int:
     """Send the outbox rows one transaction queued (an event's notifications); returns how
     many were attempted. Each row is delivered on its own: a failure is recorded on that
     row and retried by the sweep, and does not stop the others."""
-    from disclosure import emails
-
     return sum(emails.deliver(email_id, timezone.now()) for email_id in email_ids)
 
 
@@ -40,11 +48,6 @@ def retry_due_emails(now, limit: int = EMAIL_BATCH) -> int:
     Stops after half the task timeout, so a slow mail provider cannot get the sweep killed;
     what is left is picked up by the next sweep a minute later.
     """
-    from django.conf import settings
-
-    from disclosure import emails
-    from disclosure.models import OutboundEmail
-
     due = list(
         OutboundEmail.objects.filter(state=OutboundEmail.State.PENDING, next_attempt_at__lte=now)
         .order_by("next_attempt_at").values_list("pk", flat=True)[:limit]
@@ -69,8 +72,6 @@ def raise_due_sla_alerts(now, limit: int = 1000) -> int:
     cost grows with the number of reports due, not with the total. Each report is handled
     on its own: one that fails is logged and retried on the next sweep.
     """
-    from disclosure.models import Report
-
     raised = 0
     for milestone in ("ack", "assess"):
         due = list(
@@ -87,8 +88,6 @@ def raise_due_sla_alerts(now, limit: int = 1000) -> int:
 
 def sweep(now=None) -> dict:
     """The scheduled pass: record due SLA alerts (which queue their emails), resend due email."""
-    from django.core.cache import cache
-
     now = now or timezone.now()
     result = {"sla_alerts": raise_due_sla_alerts(now), "emails": retry_due_emails(now)}
     cache.set(LAST_SWEEP_KEY, now.isoformat(), timeout=None)
@@ -98,24 +97,15 @@ def sweep(now=None) -> dict:
 def housekeeping(now=None) -> dict:
     """The hourly pass: renew security.txt, warn the team before the key expires, and
     delete rate-limit counters whose window has passed."""
-    from disclosure import ratelimits, securitytxt
-
     now = now or timezone.now()
     return {"securitytxt_renewed": securitytxt.renew_if_needed(now), "key_alert": key_expiry_alert(now),
             "counters_deleted": ratelimits.delete_expired_counters()}
 
 
 def key_expiry_alert(now) -> bool:
-    """Email the team (at most weekly) while the team key expires within 30 days."""
-    from datetime import timedelta
-
-    from disclosure import emails, pgp
-    from disclosure.models import Programme
-
-    if not pgp.team_fingerprint():
-        return False
+    """Email the team (at most weekly) while the team key expires soon (``pgp.KEY_EXPIRY_WARNING``)."""
     key = pgp.team_key()
-    if key is None or key.expires is None or key.expires - now > timedelta(days=30):
+    if key is None or not key.expires_soon(now):
         return False
     programme = Programme.load()
     if programme.key_alert_sent_at and now - programme.key_alert_sent_at < timedelta(days=7):
@@ -127,10 +117,6 @@ def key_expiry_alert(now) -> bool:
 
 def purge_expired(now=None, *, limit: int = 500) -> int:
     """The daily retention pass: purge each finished report past the retention period."""
-    from django.conf import settings
-
-    from disclosure.models import Report
-
     now = now or timezone.now()
     if settings.RETENTION_DAYS == 0:
         return 0
@@ -145,8 +131,6 @@ def purge_expired(now=None, *, limit: int = 500) -> int:
 
 def send_daily_digest(now=None) -> bool:
     """Queue the team's daily digest; False when today's was already queued."""
-    from disclosure import emails
-
     return emails.daily_digest(now or timezone.now()) is not None
 
 
@@ -156,13 +140,6 @@ def ensure_schedules(**kwargs) -> None:
     ``disclosure-sweep`` runs every minute. ``disclosure-digest`` runs daily at
     ``DAILY_DIGEST_HOUR`` (programme time) when that is set, and is removed otherwise.
     """
-    from datetime import datetime, time, timedelta
-
-    from django.conf import settings
-    from django_q.models import Schedule
-
-    from disclosure import sla
-
     Schedule.objects.update_or_create(
         name=SWEEP_SCHEDULE,
         defaults={"func": "disclosure.tasks.sweep", "schedule_type": Schedule.MINUTES, "minutes": 1,
@@ -181,7 +158,7 @@ def ensure_schedules(**kwargs) -> None:
         Schedule.objects.filter(name=DIGEST_SCHEDULE).delete()
         return
     now = timezone.now()
-    first = datetime.combine(sla.local_date(now), time(hour % 24), tzinfo=sla.programme_zone())
+    first = datetime.combine(sla.local_date(now), clock_time(hour % 24), tzinfo=sla.programme_zone())
     if first <= now:
         first += timedelta(days=1)
     schedule, created = Schedule.objects.get_or_create(

@@ -2,7 +2,7 @@
 
 Files are stored under random names in ``UPLOAD_DIR`` (outside ``static/``) and are only
 ever served as downloads (``Content-Disposition: attachment``, ``application/octet-stream``,
-``nosniff``) by access-checked views; see ``disclosure.views.download``.
+``nosniff``) by access-checked views; see ``disclosure.views._download``.
 """
 
 import os

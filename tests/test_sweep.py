@@ -122,7 +122,7 @@ class SweepTests(BaseTestCase):
 
         out = StringIO()
         with time_machine.travel(THURSDAY_0005, tick=False), self.captureOnCommitCallbacks(execute=True):
-            call_command("sla_sweep", stdout=out)
+            call_command("sweep", stdout=out)
         self.assertIn("sla_alerts: 1", out.getvalue())
         self.assertEqual(alerts(), ["ack_warning"])
 

@@ -4,7 +4,8 @@ from disclosure.tasks import sweep
 
 
 class Command(BaseCommand):
-    help = "Run one sweep now (the same code the queue runs every minute): retry due email."
+    help = ("Run one sweep now, the same code the queue runs every minute: record due SLA warnings and "
+            "escalations (which queue their emails) and retry due email.")
 
     def handle(self, *args, **options):
         result = sweep()
