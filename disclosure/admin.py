@@ -153,10 +153,10 @@ class ReportAdmin(admin.ModelAdmin):
     actions = ["assign_to_me", "close_as_spam", "export_json", "export_csv"]
 
     def get_queryset(self, request):
-        return super().get_queryset(request).with_sla_state(timezone.now())
+        return super().get_queryset(request)
 
     def get_ordering(self, request):
-        return [F("current_due").asc(nulls_last=True), "-received_at"]
+        return [F("due_at").asc(nulls_last=True), "-received_at"]
 
     def has_add_permission(self, request):
         return False
@@ -167,10 +167,10 @@ class ReportAdmin(admin.ModelAdmin):
     # --- Columns --------------------------------------------------------------------------
     @admin.display(description="deadline")
     def sla_badge(self, obj):
-        state = SlaState(obj.sla_state)
+        state = obj.sla_state(timezone.now())
         label = state.label
         if state in (SlaState.OVERDUE, SlaState.DUE_TODAY, SlaState.DUE_SOON, SlaState.ON_TRACK):
-            label = f"{label} · {timezone.localtime(obj.current_due):%d %b %H:%M %Z}"
+            label = f"{label} · {timezone.localtime(obj.due_at):%d %b %H:%M %Z}"
         return format_html('<span class="sla sla-{}">{}</span>', state.value, label)
 
     @admin.display(description="priority", ordering="priority")

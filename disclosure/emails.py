@@ -194,10 +194,10 @@ def sla_alert(event, to):
 def daily_digest(now):
     """The team's morning summary; at most one per local day (its Message-ID is the date)."""
     day = sla.local_date(now)
-    attention = (Report.objects.open().with_current_due()
+    attention = (Report.objects.open()
                  .filter(Report.objects.sla_state_filters(now)[SlaState.OVERDUE]
                          | Report.objects.sla_state_filters(now)[SlaState.DUE_TODAY])
-                 .select_related("assignee").order_by("current_due")[:50])
+                 .select_related("assignee").order_by("due_at")[:50])
     new = Report.objects.filter(received_at__gte=now - timedelta(days=1)).order_by("received_at")[:50]
     email = _put("team-digest", settings.SECURITY_TEAM_EMAIL, {
         "day": day, "now": now, "metrics": sla_metrics(now), "attention": list(attention), "new": list(new),

@@ -37,7 +37,7 @@ def sla_metrics(now, days: int = WINDOW_DAYS) -> dict:
     filters = Report.objects.sla_state_filters(now)
     open_states = [SlaState.OVERDUE, SlaState.DUE_TODAY, SlaState.DUE_SOON, SlaState.ON_TRACK, SlaState.PAUSED,
                    SlaState.MET, SlaState.MET_LATE]
-    counts = Report.objects.open().with_current_due().aggregate(
+    counts = Report.objects.open().aggregate(
         **{state.value: Count("pk", filter=filters[state]) for state in open_states}
     )
     return {
@@ -57,9 +57,9 @@ def sla_metrics(now, days: int = WINDOW_DAYS) -> dict:
 def dashboard(now) -> dict:
     """Everything on the staff dashboard: the SLA figures, counts by status, the overdue list."""
     counts = dict(Report.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
-    overdue = (Report.objects.open().with_current_due()
+    overdue = (Report.objects.open()
                .filter(Report.objects.sla_state_filters(now)[SlaState.OVERDUE])
-               .select_related("assignee").order_by("current_due")[:100])
+               .select_related("assignee").order_by("due_at")[:100])
     return {
         **sla_metrics(now),
         "by_status": [(label, counts.get(value, 0), value) for value, label in Status.choices],

@@ -176,39 +176,24 @@ class ReportQuerySet(models.QuerySet):
     def open(self):
         return self.filter(status__in=OPEN_STATUSES)
 
-    def with_current_due(self):
-        """Annotate ``current_due``: the deadline of the milestone now running, if any."""
-        return self.annotate(current_due=models.Case(
-            models.When(ack_milestone=Milestone.PENDING, then=F("ack_due_at")),
-            models.When(~Q(status=Status.NEEDS_INFO) & Q(assess_milestone=Milestone.PENDING),
-                        then=F("assess_due_at")),
-            default=None, output_field=models.DateTimeField(),
-        ))
-
-    def with_sla_state(self, now):
-        """Annotate ``current_due`` and ``sla_state`` (the queue badge) as of ``now``: the
-        one place the SLA state is decided, for the queue, its filters and counts, and the
-        status page."""
-        return self.with_current_due().annotate(sla_state=models.Case(
-            *(models.When(rule, then=models.Value(state)) for state, rule in self.sla_state_filters(now).items()),
-            default=models.Value(SlaState.MET), output_field=models.CharField()))
-
     def sla_state_filters(self, now) -> dict:
-        """One ``Q`` per SLA state, on ``current_due`` (``with_current_due``): due soon
-        means due by the end of the next ``SLA_WARN_BUSINESS_DAYS`` business days."""
-        today_ends = sla.end_of_local_day(sla.local_date(now))
-        soon_ends = sla.end_of_local_day(sla.add_business_days(sla.local_date(now), settings.SLA_WARN_BUSINESS_DAYS))
-        running = Q(current_due__isnull=False)
+        """One ``Q`` per SLA state, for filters and counts in the database: the bands of
+        ``sla.deadline_bands`` on the stored running deadline (``due_at``), then the same
+        rules as ``Report.sla_state`` for reports whose clock is not running."""
+        filters = {}
+        for state, start, until in sla.deadline_bands(now, settings.SLA_WARN_BUSINESS_DAYS):
+            band = Q(due_at__isnull=False)
+            if start is not None:
+                band &= Q(due_at__gte=start)
+            if until is not None:
+                band &= Q(due_at__lt=until)
+            filters[state] = band
         pending = Q(ack_milestone=Milestone.PENDING) | Q(assess_milestone=Milestone.PENDING)
-        return {
-            SlaState.OVERDUE: running & Q(current_due__lt=now),
-            SlaState.DUE_TODAY: running & Q(current_due__gte=now, current_due__lte=today_ends),
-            SlaState.DUE_SOON: running & Q(current_due__gt=today_ends, current_due__lte=soon_ends),
-            SlaState.ON_TRACK: running & Q(current_due__gt=soon_ends),
-            SlaState.PAUSED: Q(current_due__isnull=True) & pending,
-            SlaState.MET: ~pending & ~Q(ack_milestone=Milestone.LATE) & ~Q(assess_milestone=Milestone.LATE),
-            SlaState.MET_LATE: ~pending & (Q(ack_milestone=Milestone.LATE) | Q(assess_milestone=Milestone.LATE)),
-        }
+        late = Q(ack_milestone=Milestone.LATE) | Q(assess_milestone=Milestone.LATE)
+        filters[SlaState.PAUSED] = Q(due_at__isnull=True) & pending
+        filters[SlaState.MET] = ~pending & ~late
+        filters[SlaState.MET_LATE] = ~pending & late
+        return filters
 
     def purgeable(self, now):
         """Finished reports past the retention period, not on legal hold, not yet purged."""
@@ -224,10 +209,7 @@ class ReportQuerySet(models.QuerySet):
                 .exclude(credit_name="").order_by("-resolved_at").values("credit_name", "resolved_at", "severity"))
 
     def in_sla_state(self, state, now):
-        return self.with_current_due().filter(self.sla_state_filters(now)[state])
-
-    def for_status_page(self, now):
-        return self.with_sla_state(now).select_related("duplicate_of")
+        return self.filter(self.sla_state_filters(now)[state])
 
 
 class Report(models.Model):
@@ -288,6 +270,8 @@ class Report(models.Model):
 
     # Deadlines, stored so the sweep can find what is due with an indexed query.
     ack_due_at = models.DateTimeField("acknowledgement due", null=True, blank=True)
+    due_at = models.DateTimeField("next deadline", null=True, blank=True, editable=False, help_text=(
+        "The deadline now running: acknowledgement, then assessment; empty while paused or once both are met."))
     assess_due_at = models.DateTimeField("assessment due", null=True, blank=True)
     ack_milestone = models.CharField("acknowledgement", max_length=10, choices=Milestone.choices,
                                      default=Milestone.PENDING)
@@ -320,6 +304,7 @@ class Report(models.Model):
                          condition=Q(ack_milestone="pending")),
             models.Index(fields=["assess_due_at"], name="report_assess_due_open",
                          condition=Q(assess_milestone="pending")),
+            models.Index(fields=["due_at"], name="report_running_deadline", condition=Q(due_at__isnull=False)),
             models.Index(fields=["ack_next_alert_at"], name="report_ack_alert_due",
                          condition=Q(ack_next_alert_at__isnull=False)),
             models.Index(fields=["assess_next_alert_at"], name="report_assess_alert_due",
@@ -351,7 +336,7 @@ class Report(models.Model):
 
     @property
     def current_milestone(self) -> str | None:
-        """"ack" or "assess": the milestone whose clock is running (``with_current_due``)."""
+        """"ack" or "assess": the milestone whose clock is running (its deadline is ``due_at``)."""
         if self.ack_milestone == Milestone.PENDING:
             return "ack"
         if self.assess_milestone == Milestone.PENDING and self.status != Status.NEEDS_INFO:
@@ -441,6 +426,7 @@ class Report(models.Model):
         self.assess_due_at = sla.extend_deadline(due, paused) if paused else due
         self.assess_milestone = self._milestone(self.assessed_at, self.assess_due_at)
 
+        self.due_at = {"ack": self.ack_due_at, "assess": self.assess_due_at, None: None}[self.current_milestone]
         self.ack_next_alert_at = self._next_alert(self.ack_milestone, self.ack_alert_level, self.ack_due_at)
         self.assess_next_alert_at = (
             None if self.status == Status.NEEDS_INFO
@@ -484,6 +470,18 @@ class Report(models.Model):
         if started is not None and self.assessed_at:
             total += sla.business_days_between(started, self.assessed_at)
         return total
+
+    def sla_state(self, now: datetime) -> str:
+        """The queue badge: the band of the running deadline (``sla.deadline_bands``), else
+        paused (waiting for the reporter), met or met late. ``sla_state_filters`` is the
+        same rule in the database."""
+        if self.due_at is not None:
+            return SlaState(sla.deadline_state(self.due_at, now, settings.SLA_WARN_BUSINESS_DAYS))
+        if Milestone.PENDING in (self.ack_milestone, self.assess_milestone):
+            return SlaState.PAUSED
+        if Milestone.LATE in (self.ack_milestone, self.assess_milestone):
+            return SlaState.MET_LATE
+        return SlaState.MET
 
     # --- Changing state -----------------------------------------------------------------
     def record(self, kind, *, actor=None, now=None, public=False, message=None, to_status="",

@@ -74,6 +74,24 @@ def end_of_local_day(day: date) -> datetime:
     return datetime.combine(day, END_OF_DAY, tzinfo=programme_zone())
 
 
+def deadline_bands(now: datetime, warn_business_days: int) -> list[tuple[str, datetime | None, datetime | None]]:
+    """The one rule for the badge of a running deadline, as ``(state, from, until)``: a
+    deadline ``due`` is in the band where ``from <= due < until`` (None: unbounded).
+    Overdue once passed; due today until the end of the local day; due soon until the end
+    of the ``warn_business_days``-th business day after today; on track after that."""
+    today = local_date(now)
+    tomorrow = end_of_local_day(today) + timedelta(seconds=1)
+    after_soon = end_of_local_day(add_business_days(today, warn_business_days)) + timedelta(seconds=1)
+    return [("overdue", None, now), ("due_today", now, tomorrow), ("due_soon", tomorrow, after_soon),
+            ("on_track", after_soon, None)]
+
+
+def deadline_state(due: datetime, now: datetime, warn_business_days: int) -> str:
+    """Which of ``deadline_bands`` a running deadline is in."""
+    return next(state for state, start, until in deadline_bands(now, warn_business_days)
+                if (start is None or due >= start) and (until is None or due < until))
+
+
 def business_deadline(received_at: datetime, business_days: int) -> datetime:
     """End of the Nth business day after the local day of ``received_at`` (aware)."""
     return end_of_local_day(add_business_days(local_date(received_at), business_days))

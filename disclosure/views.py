@@ -91,7 +91,7 @@ STATUS_METHODS = ("GET", "HEAD", "POST")  # one counter for every status-link re
 
 
 def _report_for(request, token: str, *, count_hit=True) -> Report:
-    """The report a status token opens, with its SLA state (``Report.sla_state``).
+    """The report a status token opens.
 
     An address over ``RATELIMIT_STATUS`` is refused before the lookup, whatever the token,
     so a blocked guesser cannot tell a hit from a miss. Misses count (that is what guessing
@@ -102,7 +102,7 @@ def _report_for(request, token: str, *, count_hit=True) -> Report:
         check_rate(request, "status", methods=STATUS_METHODS)
     else:
         refuse_if_blocked(request, "status")
-    report = StatusLink.find_report(token, Report.objects.for_status_page(timezone.now()))
+    report = StatusLink.find_report(token)
     if report is None:
         if not count_hit:
             check_rate(request, "status", methods=STATUS_METHODS)
@@ -115,6 +115,7 @@ def _status_context(report, token, form, **forms) -> dict:
     (``status_submitted``), decrypted when the reporter asks for it."""
     return {
         "report": report,
+        "sla_state": report.sla_state(timezone.now()),
         "events": report.public_events(),
         "form": form,
         "token": token,

@@ -49,11 +49,6 @@ def make_report(now=MONDAY_10AM, files=(), **overrides) -> tuple[Report, str]:
     return Report.submit(fields=fields, files=files, now=now)
 
 
-def sla_state(report: Report, now) -> str:
-    """The queue badge of ``report`` as of ``now`` (``ReportQuerySet.with_sla_state``)."""
-    return Report.objects.with_sla_state(now).get(pk=report.pk).sla_state
-
-
 def run_at_once(work, times: int = 2) -> list:
     """Call ``work`` in ``times`` threads released together (each with its own database
     connection, closed afterwards); returns their results, or raises the first error."""

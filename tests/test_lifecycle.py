@@ -8,7 +8,7 @@ import time_machine
 from django.core import mail
 
 from disclosure.models import Milestone, Report, SlaState, Status, TransitionError
-from tests.base import MONDAY_10AM, BaseTestCase, make_report, report_data, sla_state
+from tests.base import MONDAY_10AM, BaseTestCase, make_report, report_data
 
 LONDON = ZoneInfo("Europe/London")
 TUESDAY = MONDAY_10AM + timedelta(days=1)
@@ -159,7 +159,7 @@ class NeedsMoreInfoTests(LifecycleTestCase):
         self.act("request_info", "Which browser did you use?", now=TUESDAY)
         self.assertEqual(self.report.status, Status.NEEDS_INFO)
         self.assertIsNone(self.report.assess_next_alert_at)
-        self.assertEqual(sla_state(self.report, TUESDAY), SlaState.PAUSED)
+        self.assertEqual(self.report.sla_state(TUESDAY), SlaState.PAUSED)
         question = self.reporter_mail()
         self.assertEqual(question.subject, "[VDP-2026-0001] We have a question about your report")
         self.assertIn("Which browser did you use?", question.body)
@@ -225,14 +225,14 @@ class AnonymousReporterTests(BaseTestCase):
 class SlaStateTests(BaseTestCase):
     def test_badges_follow_the_running_milestone(self):
         report, _ = make_report()  # Monday; ack due Thursday 23:59
-        self.assertEqual(sla_state(report, TUESDAY), SlaState.ON_TRACK)
-        self.assertEqual(sla_state(report, datetime(2026, 12, 2, 12, 0, tzinfo=UTC)), SlaState.DUE_SOON)  # Wed
-        self.assertEqual(sla_state(report, datetime(2026, 12, 3, 0, 30, tzinfo=UTC)), SlaState.DUE_TODAY)
-        self.assertEqual(sla_state(report, FRIDAY), SlaState.OVERDUE)
+        self.assertEqual(report.sla_state(TUESDAY), SlaState.ON_TRACK)
+        self.assertEqual(report.sla_state(datetime(2026, 12, 2, 12, 0, tzinfo=UTC)), SlaState.DUE_SOON)  # Wed
+        self.assertEqual(report.sla_state(datetime(2026, 12, 3, 0, 30, tzinfo=UTC)), SlaState.DUE_TODAY)
+        self.assertEqual(report.sla_state(FRIDAY), SlaState.OVERDUE)
         report.acknowledge(self.triager, now=FRIDAY)
-        self.assertEqual(sla_state(report, FRIDAY), SlaState.ON_TRACK)  # now the assessment runs
+        self.assertEqual(report.sla_state(FRIDAY), SlaState.ON_TRACK)  # now the assessment runs
         report.triage(self.triager, "low", now=FRIDAY)
-        self.assertEqual(sla_state(report, FRIDAY), SlaState.MET_LATE)
+        self.assertEqual(report.sla_state(FRIDAY), SlaState.MET_LATE)
 
 
 class WithdrawAndReopenTests(LifecycleTestCase):

@@ -10,7 +10,7 @@ from django.test import override_settings
 from disclosure import tasks
 from disclosure.metrics import sla_metrics
 from disclosure.models import Report, SlaState
-from tests.base import MONDAY_10AM, BaseTestCase, make_report, sla_state
+from tests.base import MONDAY_10AM, BaseTestCase, make_report
 
 FRIDAY = MONDAY_10AM + timedelta(days=4)
 
@@ -42,7 +42,7 @@ class MetricsTests(BaseTestCase):
         for now in [MONDAY_10AM, datetime(2026, 12, 2, 12, 0, tzinfo=UTC), datetime(2026, 12, 3, 9, 0, tzinfo=UTC),
                     FRIDAY, MONDAY_10AM + timedelta(days=14)]:
             for report in Report.objects.all():
-                state = sla_state(report, now)
+                state = report.sla_state(now)
                 with self.subTest(report=report.title, now=now):
                     self.assertTrue(Report.objects.in_sla_state(state, now).filter(pk=report.pk).exists())
                     others = [s for s in SlaState if s != state]
