@@ -122,7 +122,7 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "disclosure.rediscache.RedisCache",  # Django's, reusing its client (see there)
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
         }
     }
@@ -246,11 +246,7 @@ STORAGES = {
 }
 
 # --- Rate limits (django-ratelimit) --------------------------------------------------------
-# "<count>/<period>", period in s, m, h or d (e.g. 10/h, 5/15m). Counters live in Redis with
-# REDIS_URL. The embedded default keeps them in files under DATA_DIR: shared by every worker
-# process on the machine (unlike LocMemCache) but not incremented atomically, so a burst can
-# let a few extra requests through: an accepted trade-off for a single-machine install,
-# which is why django-ratelimit's E003 check is silenced only for that configuration.
+# "<count>/<period>", period in s, m, h or d (e.g. 10/h, 5/15m).
 RATE_LIMITS = {
     "submit": env_str("RATELIMIT_SUBMIT", "10/h"),
     "form_post": env_str("RATELIMIT_FORM_POST", "60/h"),
@@ -262,31 +258,21 @@ RATE_LIMITS = {
 for _group, _rate in RATE_LIMITS.items():
     if not re.fullmatch(r"[1-9][0-9]*/[0-9]*[smhd]", _rate):
         raise ImproperlyConfigured(f"RATELIMIT_{_group.upper()} must look like 10/h or 5/15m, not {_rate!r}")
-# Where the counters live. With Redis, in Redis (INCR is atomic and keeps a key's expiry).
-# Without it, an SQLite install keeps them in files under DATA_DIR: shared by every process
-# on the machine, off SQLite's write lock (each count in the database cache took it
-# twice), and incremented in place under a file lock keeping each counter's expiry (see
-# disclosure/counters.py; the hourly housekeeping deletes expired files). Other databases
-# without Redis keep them in a database cache table of their own, shared by every host;
-# Django's database cache increments with get + set, which gives a counter the cache's
-# default lifetime, so that default is the longest window (plus a minute).
+# One store of counters per deployment, shared by every process and host, and each count
+# is atomic: with REDIS_URL, Redis (the default cache: a window's counter is created with
+# SET NX and counted with INCR); otherwise one table in the database
+# (disclosure/ratelimit_store.py: an INSERT ... ON CONFLICT and an UPDATE ... RETURNING,
+# on SQLite and PostgreSQL alike). When the store cannot be reached, requests are let
+# through, except staff login, counted per process meanwhile (disclosure/ratelimits.py).
 if REDIS_URL:
     RATELIMIT_USE_CACHE = "default"
 else:
     RATELIMIT_USE_CACHE = "ratelimit"
-    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-        CACHES["ratelimit"] = {"BACKEND": "disclosure.counters.FileCounterCache",
-                               "LOCATION": str(DATA_DIR / "ratelimit")}
-    else:
-        _longest_window = max(int(rate.split("/")[1][:-1] or 1) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[rate[-1]]
-                              for rate in RATE_LIMITS.values())
-        CACHES["ratelimit"] = {"BACKEND": "django.core.cache.backends.db.DatabaseCache",
-                               "LOCATION": "disclosure_ratelimit", "TIMEOUT": _longest_window + 60,
-                               "OPTIONS": {"MAX_ENTRIES": 100_000}}
+    CACHES["ratelimit"] = {"BACKEND": "disclosure.ratelimit_store.CounterTableCache"}
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
-# django-ratelimit's W001 only means "not on its list": Django's own RedisCache does add()
-# and incr() atomically in Redis, which is all the counters need.
-SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"] + ([] if REDIS_URL else ["django_ratelimit.E003"])
+# django-ratelimit's W001 only says a backend is not on its short list (memcached and
+# django-redis): both stores above do add() and incr() atomically, which is all it needs.
+SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"]
 
 # Spam controls without third parties: a honeypot field, and a minimum time between
 # showing the form and submitting it (for browsers; scripted submissions skip it).

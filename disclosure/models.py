@@ -1234,3 +1234,4 @@ def delete_attachment_file(sender, instance, **kwargs):
     name, storage = instance.file.name, instance.file.storage
     if name:
         transaction.on_commit(lambda: storage.delete(name))
+from disclosure.ratelimit_store import RateLimitCounter  # noqa: E402,F401

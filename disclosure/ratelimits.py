@@ -1,25 +1,50 @@
 """Rate limits (django-ratelimit) with a 429 answer and an honest client address.
 
 Each limit is a group with a rate from the settings (``RATELIMIT_<GROUP>``). The counters
-live in the cache named by ``RATELIMIT_USE_CACHE`` (Redis with ``REDIS_URL``; otherwise
-files under ``DATA_DIR``, shared by all processes on the machine but not atomic, so a burst
-can let a few extra requests through). A
-blocked request raises ``Limited``; ``RateLimitedMiddleware`` turns it into a friendly
-429 page with ``Retry-After``.
+and block markers live in the one store named by ``RATELIMIT_USE_CACHE``: Redis with
+``REDIS_URL``, otherwise a table in the database (``disclosure.ratelimit_store``). Either
+way each count is a single atomic operation in that store, shared by every process, so a
+burst from many workers at once cannot get past a limit. A blocked request raises
+``Limited``; ``RateLimitedMiddleware`` turns it into a friendly 429 page with
+``Retry-After``.
+
+If the store cannot be reached, limits open rather than close: a researcher's report,
+status page or message must still get through. ``check`` and ``refuse_if_blocked`` log a
+warning, record the failure (``store_failures``, shown on /healthz) and let the request
+pass; staff login alone is then counted in this process, at the same rate.
 """
 
 import functools
-import pickle
+import logging
 import threading
 import time
-from collections import OrderedDict
 
 from django.conf import settings
 from django.core.cache import caches
-from django.core.cache.backends.filebased import FileBasedCache
+from django.core.cache.backends.locmem import LocMemCache
+from django.db import DatabaseError
 from django.shortcuts import render
 from django_ratelimit.core import get_usage
 from django_ratelimit.exceptions import Ratelimited
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+
+
+class StoreUnavailable(Exception):
+    """The store answered without a count (see ``_usage``)."""
+
+
+# What a store that cannot be reached raises: Redis (connection refused, timeouts, and the
+# errors of a Redis that refuses writes), or the database holding the counter table.
+STORE_ERRORS = (RedisError, DatabaseError, StoreUnavailable)
+
+# Groups that stay limited while the store is unreachable: counted in this process alone.
+IN_PROCESS_FALLBACK = frozenset({"login"})
+_in_process = LocMemCache("disclosure-ratelimits-fallback", {"OPTIONS": {"MAX_ENTRIES": 10_000}})
+
+_failures_lock = threading.Lock()
+_failures = {"count": 0, "last": None}
 
 
 class Limited(Ratelimited):
@@ -48,75 +73,105 @@ def _blocked_key(group: str, request) -> str:
     return f"disclosure.blocked.{group}.{client_ip(group, request)}"
 
 
-def check(request, group: str, methods=("POST",)) -> None:
-    """Count this request against ``group``; raise ``Limited`` once over the limit, and
-    remember the block until the window ends (see ``refuse_if_blocked``)."""
+def _seconds(rate: str) -> tuple[int, int]:
+    """``"10/15m"`` -> (10, 900): the count and the period in seconds."""
+    count, period = rate.split("/")
+    return int(count), int(period[:-1] or 1) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[period[-1]]
+
+
+def _usage(request, group: str, methods):
     usage = get_usage(request, group=f"disclosure.{group}", key=client_ip, rate=settings.RATE_LIMITS[group],
                       method=list(methods), increment=True)
+    if usage is not None and usage["limit"] == 0:
+        # get_usage's answer when the store gave it no count (its incr raised ValueError,
+        # or add hit a DNS error): "limit everyone". No rate of ours has a limit of 0.
+        raise StoreUnavailable("the rate-limit store returned no count")
+    return usage
+
+
+def _usage_in_process(request, group: str, methods):
+    """The count of this process alone, in fixed windows of the group's period."""
+    if request.method not in methods or not getattr(settings, "RATELIMIT_ENABLE", True):
+        return None
+    limit, period = _seconds(settings.RATE_LIMITS[group])
+    now = int(time.time())
+    window_end = now - now % period + period
+    key = f"{group}:{client_ip(group, request)}:{window_end}"
+    _in_process.add(key, 0, period)
+    try:
+        count = _in_process.incr(key)
+    except ValueError:  # culled in between
+        count = 1
+    return {"count": count, "limit": limit, "should_limit": count > limit, "time_left": window_end - now}
+
+
+def _store_failed(group: str, error: Exception) -> None:
+    with _failures_lock:
+        _failures["count"] += 1
+        _failures["last"] = time.time()
+    log.warning("Rate-limit store unreachable (%s: %s); %s request let through%s", type(error).__name__, error,
+                group, ", counted in this process" if group in IN_PROCESS_FALLBACK else "")
+
+
+def store_failures() -> dict:
+    """How many times this process found the store unreachable, and when last (epoch
+    seconds, or None)."""
+    with _failures_lock:
+        return dict(_failures)
+
+
+def probe_store() -> bool:
+    """One read of the store (for /healthz); a failure is recorded like any other."""
+    try:
+        _cache().get("disclosure.probe")
+    except STORE_ERRORS as error:
+        _store_failed("health check", error)
+        return False
+    return True
+
+
+def check(request, group: str, methods=("POST",)) -> None:
+    """Count this request against ``group``; raise ``Limited`` once over the limit, and
+    mark the client blocked until the window ends (see ``refuse_if_blocked``)."""
+    try:
+        usage = _usage(request, group, methods)
+    except STORE_ERRORS as error:
+        _store_failed(group, error)
+        if group not in IN_PROCESS_FALLBACK:
+            return
+        usage = _usage_in_process(request, group, methods)
+        if usage and usage["should_limit"]:
+            raise Limited(usage["time_left"]) from None
+        return
     if usage and usage["should_limit"]:
         retry_after = max(int(usage["time_left"]), 1)
-        key, now = _blocked_key(group, request), time.time()
-        _cache().set(key, now + retry_after, retry_after)
-        _remember_block(key, now + retry_after, now)
+        try:
+            _cache().set(_blocked_key(group, request), int(time.time()) + retry_after, retry_after)
+        except STORE_ERRORS as error:
+            _store_failed(group, error)
         raise Limited(retry_after)
 
 
-# What each process last read of the shared block markers: a block until it ends, "not
-# blocked" for a second. A busy page then costs one shared-cache read per address per
-# second rather than one per request; a client blocked by another process can still read
-# a page it holds the link to for at most that second (its misses are refused at once).
-_blocks: OrderedDict[str, tuple[float, float]] = OrderedDict()
-_blocks_lock = threading.Lock()
-BLOCK_MEMO_SECONDS, BLOCK_MEMO_SIZE = 1.0, 4096
+def delete_expired_counters(now=None) -> int:
+    """Delete the counter table's rows whose time is up, in one DELETE; returns how many.
+    (Redis expires its keys itself; the table is emptied even when Redis is in use, in
+    case it held counters before.)"""
+    from disclosure.ratelimit_store import delete_expired
 
-
-def _remember_block(key: str, until: float, now: float) -> None:
-    with _blocks_lock:
-        _blocks[key] = (until, now)
-        _blocks.move_to_end(key)
-        while len(_blocks) > BLOCK_MEMO_SIZE:
-            _blocks.popitem(last=False)
-
-
-def delete_expired_counters() -> int:
-    """Delete counter and block-marker files whose time is up; returns how many.
-
-    Each window's counter has a key of its own, and Django's file cache deletes an
-    expired file only when it is read again, which a past window's counter never is: left
-    alone they pile up until the cache culls at random, live counters included. (Redis
-    expires keys itself; the database cache deletes expired rows first when it culls.)
-    Uses the file cache's own expiry check, so the file format stays Django's business.
-    """
-    store = _cache()
-    if not isinstance(store, FileBasedCache):
-        return 0
-    removed = 0
-    for path in store._list_cache_files():
-        try:
-            with open(path, "rb") as handle:
-                removed += store._is_expired(handle)  # deletes the file when expired
-        except (FileNotFoundError, EOFError, pickle.UnpicklingError):
-            continue
-    return removed
-
-
-def forget() -> None:
-    """Drop this process's memo of block markers (tests, after clearing the cache)."""
-    with _blocks_lock:
-        _blocks.clear()
+    return delete_expired(now)
 
 
 def refuse_if_blocked(request, group: str) -> None:
     """Raise ``Limited`` if this client went over ``group``'s limit in the current window,
-    without counting this request (django-ratelimit's own check would write)."""
-    key, now = _blocked_key(group, request), time.time()
-    memo = _blocks.get(key)
-    if memo is None or (memo[0] <= now and now - memo[1] >= BLOCK_MEMO_SECONDS):
-        until = _cache().get(key) or 0.0
-        _remember_block(key, until, now)
-    else:
-        until = memo[0]
-    if until > now:
+    without counting this request (django-ratelimit's own check would write). One read of
+    the store; if it cannot be reached, the request goes on."""
+    try:
+        until = _cache().get(_blocked_key(group, request))
+    except STORE_ERRORS as error:
+        _store_failed(group, error)
+        return
+    now = time.time()
+    if until is not None and until > now:
         raise Limited(until - now)
 
 

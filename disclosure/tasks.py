@@ -96,10 +96,10 @@ def sweep(now=None) -> dict:
 
 def housekeeping(now=None) -> dict:
     """The hourly pass: renew security.txt, warn the team before the key expires, and
-    delete rate-limit counters whose window has passed."""
+    delete the rate-limit counter table's rows whose time is up."""
     now = now or timezone.now()
     return {"securitytxt_renewed": securitytxt.renew_if_needed(now), "key_alert": key_expiry_alert(now),
-            "counters_deleted": ratelimits.delete_expired_counters()}
+            "counters_deleted": ratelimits.delete_expired_counters(now)}
 
 
 def key_expiry_alert(now) -> bool:

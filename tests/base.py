@@ -1,7 +1,10 @@
 """Shared test fixtures: named personas, a report factory and email helpers."""
 
+import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 import threading
 from datetime import UTC, datetime
@@ -14,7 +17,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import TestCase, override_settings
 
-from disclosure import pgp, ratelimits, securitytxt
+from disclosure import pgp, securitytxt
 from disclosure.models import Report
 
 # A fixed, ordinary moment: Monday 30 November 2026, 10:00 UTC.
@@ -73,13 +76,46 @@ def run_at_once(work, times: int = 2) -> list:
     return results
 
 
+def fresh_env(data_dir, **env) -> dict:
+    """This environment as on a fresh machine: settings from ``env`` alone (production
+    unless it says DEBUG), and a ``DATA_DIR`` not yet created in ``data_dir``."""
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("DEBUG", "SECRET_KEY", "SITE_URL", "MAILER", "DATA_DIR", "DATABASE_URL", "REDIS_URL")
+             and not k.startswith("RATELIMIT_")}
+    return {**clean, "DJANGO_SETTINGS_MODULE": "config.settings", "DATA_DIR": f"{data_dir}/not-yet-created", **env}
+
+
+def run_fresh(*args, **env) -> subprocess.CompletedProcess:
+    """Run ``python *args`` (default: ``manage.py check --deploy``) in ``fresh_env``."""
+    with tempfile.TemporaryDirectory() as data_dir:
+        return subprocess.run([sys.executable, *(args or ("manage.py", "check", "--deploy"))],
+                              cwd=settings.BASE_DIR, env=fresh_env(data_dir, **env),
+                              capture_output=True, text=True, timeout=120)
+
+
+def without_rate_limit_store(queries) -> list[str]:
+    """The SQL of captured ``queries`` without the rate-limit counter table's statements
+    (with the savepoints that wrap them inside a test's transaction)."""
+    from disclosure.ratelimit_store import RateLimitCounter
+
+    sql = [query["sql"] for query in queries]
+    table = RateLimitCounter._meta.db_table
+    keep = []
+    for index, statement in enumerate(sql):
+        neighbours = sql[max(index - 1, 0):index + 2]
+        wraps_store = statement.startswith(("SAVEPOINT", "RELEASE SAVEPOINT")) and any(
+            table in other for other in neighbours)
+        if table not in statement and not wraps_store:
+            keep.append(statement)
+    return keep
+
+
 def start_afresh(test) -> None:
-    """What a test must not inherit from the one before: the cache (rate-limit counters),
+    """What a test must not inherit from the one before: the caches (rate-limit counters),
     what this process remembers (the keyring's facts, the served security.txt), and
     uploads (each test stores them in a folder of its own, removed afterwards)."""
     for alias in settings.CACHES:
         caches[alias].clear()
-    ratelimits.forget()
     pgp.forget()
     securitytxt.forget()
     upload_dir = tempfile.mkdtemp(prefix="disclosure-test-uploads-")

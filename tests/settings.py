@@ -16,8 +16,6 @@ STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.s
 # Keep test runs apart from a developer's portal on a shared Redis: their own database
 # number (tests clear the cache between tests) and a per-run key prefix.
 CACHES = {**CACHES, "default": {**CACHES["default"], "KEY_PREFIX": f"test-{os.getpid()}"}}
-if CACHES.get("ratelimit", {}).get("BACKEND", "").endswith("FileCounterCache"):
-    CACHES["ratelimit"] = {**CACHES["ratelimit"], "LOCATION": tempfile.mkdtemp(prefix="disclosure-test-ratelimit-")}
 if REDIS_URL:
     _url = urlsplit(REDIS_URL)
     CACHES["default"]["LOCATION"] = _url._replace(path="/15").geturl()

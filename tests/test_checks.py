@@ -1,14 +1,10 @@
 """With DEBUG off, an unsafe configuration is refused at start-up by system checks."""
 
-import os
-import subprocess
-import sys
-import tempfile
-
 from django.conf import settings
 from django.test import SimpleTestCase, override_settings
 
 from disclosure.checks import check_production_settings, check_queue
+from tests.base import run_fresh
 
 GOOD = {
     "DEBUG": False,
@@ -55,15 +51,7 @@ class ProductionChecksTests(SimpleTestCase):
 
 class StartupRefusalTests(SimpleTestCase):
     def run_check(self, *args, **env):
-        clean = {k: v for k, v in os.environ.items()
-                 if k not in ("DEBUG", "SECRET_KEY", "SITE_URL", "MAILER", "DATA_DIR", "DATABASE_URL", "REDIS_URL")
-                 and not k.startswith("RATELIMIT_")}
-        with tempfile.TemporaryDirectory() as data_dir:  # a fresh machine: no var/ folder yet
-            return subprocess.run([sys.executable, *(args or ("manage.py", "check", "--deploy"))],
-                                  cwd=settings.BASE_DIR,
-                                  env={**clean, "DJANGO_SETTINGS_MODULE": "config.settings",
-                                       "DATA_DIR": f"{data_dir}/not-yet-created", **env},
-                                  capture_output=True, text=True, timeout=120)
+        return run_fresh(*args, **env)
 
     def test_manage_py_refuses_the_defaults_when_debug_is_off(self):
         result = self.run_check()
@@ -86,22 +74,6 @@ class StartupRefusalTests(SimpleTestCase):
         result = self.run_check(DEBUG="ture")
         self.assertNotEqual(result.returncode, 0)
         self.assertIn("DEBUG must be true or false", result.stderr)
-
-    def test_without_redis_counters_are_in_files_on_sqlite_and_in_the_database_otherwise(self):
-        show = ("import django; django.setup(); from django.conf import settings; "
-                "c = settings.CACHES[settings.RATELIMIT_USE_CACHE]; "
-                "print(c['BACKEND'], c['LOCATION'], c.get('TIMEOUT'))")
-        on_sqlite = self.run_check("-c", show, DEBUG="true")
-        backend, location, timeout = on_sqlite.stdout.split()
-        self.assertEqual((backend, timeout), ("disclosure.counters.FileCounterCache", "None"), on_sqlite.stderr)
-        self.assertTrue(location.endswith("/not-yet-created/ratelimit"), location)
-        postgres = {"DEBUG": "true", "DATABASE_URL": "postgres://u@127.0.0.1:5432/none"}
-        on_postgres = self.run_check("-c", show, **postgres)
-        self.assertEqual(on_postgres.stdout.split(),
-                         ["django.core.cache.backends.db.DatabaseCache", "disclosure_ratelimit", "3660"],
-                         on_postgres.stderr)
-        longer = self.run_check("-c", show, RATELIMIT_LOST_LINK="5/2d", **postgres)
-        self.assertEqual(longer.stdout.split()[2], str(2 * 86400 + 60))
 
     def test_production_settings_start(self):
         production = {"SECRET_KEY": GOOD["SECRET_KEY"], "SITE_URL": GOOD["SITE_URL"], "MAILER": "smtp"}

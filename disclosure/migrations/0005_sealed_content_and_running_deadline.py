@@ -16,7 +16,7 @@ def store_running_deadlines(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('disclosure', '0003_revision_and_outbox_rendered_at'),
+        ('disclosure', '0004_rate_limit_counter'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
