@@ -8,6 +8,7 @@ import sys
 import tempfile
 import threading
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth.models import Permission, User
@@ -18,10 +19,16 @@ from django.db import connection
 from django.test import TestCase, override_settings
 
 from disclosure import pgp, securitytxt
-from disclosure.models import Report
+from disclosure.models import Attachment, Report
 
 # A fixed, ordinary moment: Monday 30 November 2026, 10:00 UTC.
 MONDAY_10AM = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+LONDON = ZoneInfo("Europe/London")
+
+
+def end_of(y, m, d, tz=LONDON):
+    """The end of a day, as deadlines fall (23:59:59 local time)."""
+    return datetime(y, m, d, 23, 59, 59, tzinfo=tz)
 
 STATUS_URL = re.compile(r"https?://[^\s\"'<>]+/status/([A-Za-z0-9_-]{20,100})/")
 
@@ -140,6 +147,12 @@ class BaseTestCase(TestCase):
 
     def setUp(self):
         start_afresh(self)
+
+    def assertRefused(self, response, message):
+        """A form sent back with ``message`` (400), and nothing saved: no report, no file."""
+        self.assertContains(response, message, status_code=400)
+        self.assertFalse(Report.objects.exists())
+        self.assertFalse(Attachment.objects.exists())
 
     def login(self, user, *, verified=True):
         """Log in as a persona; staff also pass the second factor unless ``verified=False``."""

@@ -1,9 +1,14 @@
 """Staff see reports in the admin, with the reporter's content rendered safely."""
 
 import time_machine
+from django.contrib.auth.models import Group, User
+from django.test import override_settings
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from disclosure.markdown import render
+from disclosure.models import OutboundEmail
 from tests.base import MONDAY_10AM, BaseTestCase, make_report, upload
+from tests.mailers import DOWN
 
 
 @time_machine.travel(MONDAY_10AM, tick=False)
@@ -60,3 +65,30 @@ class MarkdownTests(BaseTestCase):
         self.assertNotIn("<script", render("<script>alert(1)</script>"))
         self.assertNotIn("href", render("[x](javascript:alert(1))"))
         self.assertIn('rel="noopener noreferrer nofollow"', render("[x](https://example.com)"))
+
+
+@time_machine.travel(MONDAY_10AM, tick=False)
+class AdminSafetyTests(BaseTestCase):
+    def test_a_non_numeric_report_id_in_a_decision_url_is_not_an_error(self):
+        self.login(self.triager)
+        response = self.client.post("/admin/disclosure/report/abc/act/acknowledge/")
+        self.assertIn(response.status_code, (302, 404))  # the admin's own fallback, never a 500
+
+    def test_retry_leaves_pending_emails_alone(self):
+        with override_settings(MAILERS=DOWN):
+            self.submit()
+        receipt = OutboundEmail.objects.get(kind="receipt")
+        self.assertEqual((receipt.state, receipt.attempts), ("pending", 1))
+        self.login(self.triager)
+        self.client.post("/admin/disclosure/outboundemail/", {"action": "retry_now",
+                                                              "_selected_action": [receipt.pk]})
+        receipt.refresh_from_db()
+        self.assertEqual((receipt.state, receipt.attempts), ("pending", 1))  # not reset while in progress
+
+    def test_leads_cannot_read_anyone_s_totp_secret(self):
+        lead = User.objects.create_user("lena", "lena@example.com", "a-long-password-1", is_staff=True)
+        lead.groups.add(Group.objects.get(name="Lead"))
+        device = TOTPDevice.objects.create(user=self.triager, name="phone", confirmed=True)
+        self.login(lead)
+        page = self.client.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/").content.decode()
+        self.assertNotIn(device.key, page)

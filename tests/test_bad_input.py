@@ -19,10 +19,6 @@ def stored_files() -> list[Path]:
 
 @time_machine.travel(MONDAY_10AM, tick=False)
 class BadFormInputTests(BaseTestCase):
-    def assertRefused(self, response, message):
-        self.assertContains(response, message, status_code=400)
-        self.assertFalse(Report.objects.exists())
-        self.assertFalse(Attachment.objects.exists())
 
     def test_over_long_title(self):
         response = self.submit(report_data(title="x" * 201))

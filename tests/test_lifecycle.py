@@ -2,22 +2,17 @@
 is recorded as an event with its actor, and tells the reporter by email and status page."""
 
 from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 import time_machine
 from django.core import mail
 
 from disclosure.models import Milestone, Report, SlaState, Status, TransitionError
-from tests.base import MONDAY_10AM, BaseTestCase, make_report, report_data
+from tests.base import MONDAY_10AM, BaseTestCase, end_of, make_report, report_data
 
-LONDON = ZoneInfo("Europe/London")
 TUESDAY = MONDAY_10AM + timedelta(days=1)
 THURSDAY = MONDAY_10AM + timedelta(days=3)
 FRIDAY = MONDAY_10AM + timedelta(days=4)
 
-
-def end_of(y, m, d):
-    return datetime(y, m, d, 23, 59, 59, tzinfo=LONDON)
 
 
 class LifecycleTestCase(BaseTestCase):
@@ -262,3 +257,15 @@ class WithdrawAndReopenTests(LifecycleTestCase):
         message = self.reporter_mail()
         self.assertEqual(message.subject, "[VDP-2026-0001] Your report has been reopened")
         self.assertIn("We found a way to reproduce it after all.", message.body)
+
+
+@time_machine.travel(MONDAY_10AM, tick=False)
+class SeverityRuleTests(BaseTestCase):
+    def test_severity_can_only_be_changed_on_a_valid_report(self):
+        report, _ = make_report()
+        with self.assertRaisesMessage(TransitionError, "triage it as valid"):
+            report.rate(self.triager, "critical")
+        report.close(self.triager, "spam")
+        with self.assertRaises(TransitionError):
+            report.rate(self.triager, "high")
+        self.assertEqual(Report.objects.get().severity, "")

@@ -12,16 +12,12 @@ from disclosure.sla import (
     is_business_day,
     warning_time,
 )
-
-LONDON = ZoneInfo("Europe/London")
+from tests.base import LONDON, end_of
 
 
 def utc(*args):
     return datetime(*args, tzinfo=UTC)
 
-
-def end_of(y, m, d, tz=LONDON):
-    return datetime(y, m, d, 23, 59, 59, tzinfo=tz)
 
 
 class PolicyExamplesTests(SimpleTestCase):
