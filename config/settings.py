@@ -288,6 +288,10 @@ TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 # and incr() atomically in Redis, which is all the counters need.
 SILENCED_SYSTEM_CHECKS = ["django_ratelimit.W001"] + ([] if REDIS_URL else ["django_ratelimit.E003"])
 
+# A development mailer in production is reported once, by disclosure.E004 (which names the
+# MAILER setting to change), not a second time by Django's mail.E001 about MAILERS.
+SILENCED_SYSTEM_CHECKS += ["mail.E001"]
+
 # Spam controls without third parties: a honeypot field, and a minimum time between
 # showing the form and submitting it (for browsers; scripted submissions skip it).
 MIN_FORM_SECONDS = env_int("MIN_FORM_SECONDS", 3, minimum=0)
