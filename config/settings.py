@@ -54,7 +54,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.postgres",
     "django_otp",
-    "django_otp.plugins.otp_totp",
+    "disclosure.apps.TwoFactorDevicesConfig",  # django_otp.plugins.otp_totp, named for the admin
     "django_q",
     "django_ratelimit",
     "disclosure",

@@ -1,5 +1,7 @@
 """Staff see reports in the admin, with the reporter's content rendered safely."""
 
+import re
+
 import time_machine
 
 from disclosure.markdown import render
@@ -60,3 +62,15 @@ class MarkdownTests(BaseTestCase):
         self.assertNotIn("<script", render("<script>alert(1)</script>"))
         self.assertNotIn("href", render("[x](javascript:alert(1))"))
         self.assertIn('rel="noopener noreferrer nofollow"', render("[x](https://example.com)"))
+
+
+class AdminIndexTests(BaseTestCase):
+    def test_every_app_has_a_readable_name(self):
+        self.login(self.lead)
+        index = self.client.get("/admin/")
+        self.assertNotContains(index, "Otp_Totp")
+        self.assertContains(index, "Two-factor login")
+        captions = re.findall(r'<caption>\s*<a[^>]*>([^<]*)</a>', index.content.decode())
+        self.assertEqual(captions, ["Authentication and Authorization", "Task queue", "Two-factor login",
+                                    "Vulnerability disclosure"])
+        self.assertEqual([c for c in captions if "_" in c], [])
