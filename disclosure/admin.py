@@ -7,10 +7,11 @@ ways, internal notes and the emails sent with their delivery state), likely dupl
 and a decision panel whose every form calls one model transition.
 """
 
-import csv
+import copy
 import json
 
 from django.contrib import admin, messages
+from django.contrib.admin.models import CHANGE, LogEntry
 from django.core.exceptions import PermissionDenied
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import F, Prefetch
@@ -26,7 +27,6 @@ from django.views.decorators.http import require_POST
 from disclosure.duplicates import likely_duplicates
 from disclosure.models import (
     Attachment,
-    Event,
     OutboundEmail,
     Programme,
     Report,
@@ -35,14 +35,14 @@ from disclosure.models import (
     TransitionError,
 )
 from disclosure.pgp import sealing
-from disclosure.staff_forms import DECISIONS, CloseForm, MessageForm, NoteForm
+from disclosure.staff_forms import DECISIONS, CloseForm, closing_reply
 
 REPORTER_FIELDS = (
     "tracking_id", "title", "rendered_description", "vulnerability_type",
     "rendered_steps", "rendered_impact", "reporter_name", "reporter_email", "reporter_key_info", "credit",
     "credit_name",
 )
-EDITABLE_DETAILS = ("assignee", "asset", "cwe", "cve_id", "planned_disclosure_date", "legal_hold")
+EDITABLE_DETAILS = Report.DETAIL_FIELDS
 CLOSING_ORDER = [Status.DUPLICATE, Status.INFORMATIVE, Status.NOT_APPLICABLE, Status.OUT_OF_SCOPE, Status.SPAM]
 
 # Saved filters shown above the list: the team's named queues.
@@ -192,17 +192,22 @@ class ReportAdmin(admin.ModelAdmin):
             obj._revealed_content = obj.content()
         return obj._revealed_content
 
+    def _markdown(self, obj, name):
+        """The reporter's Markdown, in a container styled like the status page (admin-triage.css)."""
+        revealed = self._content(obj)[name]
+        return format_html('<div class="md">{}</div>', sealing.as_html(revealed)) if revealed.text else ""
+
     @admin.display(description="description")
     def rendered_description(self, obj):
-        return sealing.as_html(self._content(obj)["description"])
+        return self._markdown(obj, "description")
 
     @admin.display(description="steps to reproduce")
     def rendered_steps(self, obj):
-        return sealing.as_html(self._content(obj)["steps_to_reproduce"])
+        return self._markdown(obj, "steps_to_reproduce")
 
     @admin.display(description="impact")
     def rendered_impact(self, obj):
-        return sealing.as_html(self._content(obj)["impact"])
+        return self._markdown(obj, "impact")
 
     @admin.display(description="reporter's PGP key")
     def reporter_key_info(self, obj):
@@ -228,103 +233,130 @@ class ReportAdmin(admin.ModelAdmin):
             *super().get_urls(),
         ]
 
-    def decision_forms(self, report):
+    def decision_forms(self, report, refused=None):
+        """The panel's forms; ``refused``, a form whose decision was just refused, is shown
+        again in place of its blank one, with what was typed."""
         available = report.available_actions()
-        closing = [(Status(o).label, CloseForm.for_outcome(report, o)) for o in CLOSING_ORDER] \
-            if "close" in available else []
-        return {"decision_forms": [DECISIONS[name]() for name in available if name != "close"],
-                "closing_forms": closing, "message_form": MessageForm(), "note_form": NoteForm()}
+
+        def form_for(name):
+            return refused if refused is not None and refused.action == name else DECISIONS[name].for_report(report)
+
+        closing = []
+        if "close" in available:
+            for outcome in CLOSING_ORDER:
+                data = refused.data if isinstance(refused, CloseForm) and refused.data.get("outcome") == outcome \
+                    else None
+                closing.append((Status(outcome).label, CloseForm.for_outcome(report, outcome, data)))
+        return {"decision_forms": [form_for(name) for name in available if name != "close"],
+                "closing_forms": closing, "message_form": form_for("send_message"), "note_form": form_for("add_note")}
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         report = self.get_object(request, object_id)
         extra_context = dict(extra_context or {})
         if report is not None and self.has_change_permission(request, report):
-            extra_context.update(self.decision_forms(report))
+            extra_context.update(self.decision_forms(report, extra_context.pop("refused_form", None)))
         return super().change_view(request, object_id, form_url, extra_context)
 
     def act_view(self, request, object_id, action):
         return require_POST(self._act)(request, object_id, action)
 
     def _act(self, request, object_id, action):
+        """One decision from the panel. Done: a LogEntry (the admin's "Recent actions") and a
+        redirect to the report. Refused: the report page again with the message and what was
+        typed, answered 400 (the form is invalid) or 409 (the report's state does not allow it)."""
         report = get_object_or_404(Report, pk=object_id)
         if not self.has_change_permission(request, report) or action not in DECISIONS:
             raise PermissionDenied
         form = DECISIONS[action](request.POST)
-        back = redirect(reverse("admin:disclosure_report_change", args=[report.pk]))
         if not form.is_valid():
             for field, errors in form.errors.items():
                 label = form[field].label if field in form.fields else ""
                 self.message_user(request, f"{form.label}: {label + ': ' if label else ''}{' '.join(errors)}",
                                   messages.ERROR)
-            return back
+            return self._refused(request, report, form, status=400)
         try:
             form.apply(report, request.user)
         except TransitionError as error:
             self.message_user(request, " ".join(error.messages), messages.ERROR)
-            return back
+            return self._refused(request, report, form, status=409)
+        self.log_change(request, report, f"Decision: {form.done}.")
         self.message_user(request, f"{report.tracking_id} {form.done}.", messages.SUCCESS)
-        return back
+        return redirect(reverse("admin:disclosure_report_change", args=[report.pk]))
+
+    def _refused(self, request, report, form, *, status):
+        # The report page as a GET would show it; its own form still posts to the page's URL.
+        page = copy.copy(request)
+        page.method = "GET"
+        response = self.change_view(page, str(report.pk),
+                                    form_url=reverse("admin:disclosure_report_change", args=[report.pk]),
+                                    extra_context={"refused_form": form})
+        response.status_code = status
+        return response
 
     def get_readonly_fields(self, request, obj=None):
         if obj is not None and not self.has_change_permission(request, obj):
             return [*self.readonly_fields, *EDITABLE_DETAILS]
+        if not request.user.has_perm("disclosure.set_legal_hold"):
+            return [*self.readonly_fields, "legal_hold"]  # a Lead's decision: shown, not editable
         return self.readonly_fields
 
     def save_model(self, request, obj, form, change):
-        """Edits are recorded as events: assignment through ``Report.assign``, the rest as
-        one ``updated`` event naming the fields."""
+        """Detail edits go through ``Report.update_details``, which validates them, checks
+        who may change what, saves and records them."""
         if not change:
             return super().save_model(request, obj, form, change)
-        changed = [name for name in form.changed_data if name in EDITABLE_DETAILS]
-        assignee = obj.assignee
-        if "assignee" in changed:
-            obj.assignee_id = form.initial.get("assignee")
-        details = [name for name in changed if name != "assignee"]
-        if details:
-            obj.save(update_fields=[*details, "updated_at"])
-            obj.record(Event.Kind.UPDATED, actor=request.user,
-                       data={name: str(form.cleaned_data[name] or "") for name in details})
-        if "assignee" in changed:
-            obj.assign(request.user, assignee)
+        obj.update_details(request.user, {name: form.cleaned_data[name] for name in form.changed_data
+                                          if name in EDITABLE_DETAILS})
 
     # --- Bulk actions ---------------------------------------------------------------------
+    # Bulk actions call the same transitions as the decision panel, with the same replies,
+    # and log each report in "Recent actions" as a decision from the panel does.
+    def _log_decision(self, request, reports, done):
+        if reports:
+            LogEntry.objects.log_actions(user_id=request.user.pk, queryset=reports, action_flag=CHANGE,
+                                         change_message=f"Decision: {done}.")
+
     @admin.action(description="Assign the selected reports to me", permissions=["change"])
     def assign_to_me(self, request, queryset):
-        for report in queryset:
-            report.assign(request.user, request.user)
+        assigned = [report for report in queryset if report.assign(request.user, request.user) is not None]
+        self._log_decision(request, assigned, "assigned")
         self.message_user(request, f"{len(queryset)} report(s) assigned to you.", messages.SUCCESS)
 
     @admin.action(description="Close the selected reports as spam", permissions=["change"])
     def close_as_spam(self, request, queryset):
-        closed, skipped = 0, []
+        closed, skipped = [], []
         for report in queryset:
             try:
-                report.close(request.user, Status.SPAM)
-                closed += 1
+                report.close(request.user, Status.SPAM, body=closing_reply(report, Status.SPAM))
+                closed.append(report)
             except TransitionError:
                 skipped.append(report.tracking_id)
-        self.message_user(request, f"{closed} report(s) closed as spam.", messages.SUCCESS)
+        self._log_decision(request, closed, "closed as spam")
+        self.message_user(request, f"{len(closed)} report(s) closed as spam.", messages.SUCCESS)
         if skipped:
             self.message_user(request, f"Not open, left alone: {', '.join(skipped)}.", messages.WARNING)
 
     @admin.action(description="Export the selected reports (JSON, with timelines)", permissions=["export"])
     def export_json(self, request, queryset):
-        from disclosure.export import reports_as_json
+        from disclosure.export import record_export, reports_as_json
 
-        response = HttpResponse(json.dumps(reports_as_json(queryset), cls=DjangoJSONEncoder, indent=2),
-                                content_type="application/json")
-        response["Content-Disposition"] = f'attachment; filename="reports-{timezone.now():%Y%m%d-%H%M}.json"'
-        return response
+        content = json.dumps(reports_as_json(queryset), cls=DjangoJSONEncoder, indent=2)
+        record_export(queryset, request.user, "json")
+        return self._download(content, "application/json", "json")
 
     @admin.action(description="Export the selected reports (CSV)", permissions=["export"])
     def export_csv(self, request, queryset):
-        from disclosure.export import CSV_FIELDS, csv_rows
+        from disclosure.export import record_export, reports_as_csv
 
-        response = HttpResponse(content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="reports-{timezone.now():%Y%m%d-%H%M}.csv"'
-        writer = csv.writer(response)
-        writer.writerow(CSV_FIELDS)
-        writer.writerows(csv_rows(queryset))
+        content = reports_as_csv(queryset)
+        record_export(queryset, request.user, "csv")
+        return self._download(content, "text/csv; charset=utf-8", "csv")
+
+    @staticmethod
+    def _download(content, content_type, extension):
+        response = HttpResponse(content, content_type=content_type)
+        response["Content-Disposition"] = (f'attachment; filename="reports-{timezone.now():%Y%m%d-%H%M}.'
+                                           f'{extension}"')
         return response
 
     def changelist_view(self, request, extra_context=None):

@@ -53,9 +53,14 @@ def check_production_settings(app_configs, **kwargs):
                             "password alone.", hint="Remove STAFF_2FA_REQUIRED=false.", id="disclosure.E007"))
     backend = settings.MAILERS.get("default", {}).get("BACKEND", "")
     if backend in UNSAFE_MAILERS:
+        # Django's own mail.E001 says the same in terms of MAILERS; settings silence it so
+        # this one, which names the setting to change, is the only report.
+        mailer = "MAILER is not set (or is 'console')" if settings.MAILER == "console" else \
+            f"MAILER is {settings.MAILER!r}"
         errors.append(Error(
-            f"No real mailer is configured (MAILER={settings.MAILER!r}): reporters would never get their email.",
-            hint="Set MAILER to smtp or to a django-anymail provider such as postmark or mailgun.",
+            f"No real mailer is configured: {mailer}, so reporters would never get their email.",
+            hint="Set MAILER=smtp (with SMTP_HOST, SMTP_USER and SMTP_PASSWORD) or MAILER=<provider> for a "
+                 "django-anymail provider, e.g. MAILER=postmark with ANYMAIL_POSTMARK_SERVER_TOKEN.",
             id="disclosure.E004"))
     return errors
 

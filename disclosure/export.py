@@ -1,6 +1,16 @@
-"""Machine-readable export of reports for staff (Leads) and of one report for its reporter."""
+"""Machine-readable export of reports for staff (Leads) and of one report for its reporter.
 
-from disclosure.models import Report
+Every staff export is recorded on each exported report's timeline (``record_export``).
+CSV cells that a spreadsheet would run as a formula are neutralised (``csv_cell``)."""
+
+import csv
+import io
+import uuid
+
+from django.db import transaction
+from django.utils import timezone
+
+from disclosure.models import PUBLIC_STATUS_LABELS, Event, Report
 from disclosure.pgp.sealing import reveal
 
 CSV_FIELDS = [
@@ -19,10 +29,53 @@ def _flat(report: Report) -> dict:
     return values
 
 
+# A cell starting with one of these is a formula to Excel, LibreOffice or Google Sheets
+# (OWASP, "CSV Injection"): a reporter's title, asset, name or email address could run one.
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """The value as a spreadsheet should show it: text that would start a formula gets a
+    leading single quote, which spreadsheets take as "this is text"."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_TRIGGERS):
+        return "'" + value
+    return value
+
+
 def csv_rows(queryset):
     for report in queryset.select_related("assignee", "duplicate_of"):
         values = _flat(report)
-        yield ["" if values[name] is None else values[name] for name in CSV_FIELDS]
+        yield [csv_cell(values[name]) for name in CSV_FIELDS]
+
+
+def reports_as_csv(queryset) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(CSV_FIELDS)
+    writer.writerows(csv_rows(queryset))
+    return out.getvalue()
+
+
+def record_export(queryset, actor, export_format: str, *, now=None) -> list[Event]:
+    """Record a staff export as an ``exported`` event (not shown to the reporter) on each
+    report it contained: who, when, in which format, and the export it was part of (the
+    same ``export_id`` on every report of one export, with their count)."""
+    now = now or timezone.now()
+    report_ids = list(queryset.order_by().values_list("pk", flat=True))
+    data = {"format": export_format, "export_id": uuid.uuid4().hex, "count": len(report_ids)}
+    with transaction.atomic():
+        return Event.objects.bulk_create([
+            Event(report_id=pk, kind=Event.Kind.EXPORTED, actor=actor, created_at=now, public=False, data=data)
+            for pk in report_ids])
+
+
+def _status_for(status: str, public_only: bool) -> str:
+    """A status as its reader may see it: the reporter reads "closed" where staff read "spam"."""
+    if public_only and status in PUBLIC_STATUS_LABELS:
+        return PUBLIC_STATUS_LABELS[status].lower()
+    return status
 
 
 def _timeline(report: Report, *, public_only: bool) -> list[dict]:
@@ -32,7 +85,8 @@ def _timeline(report: Report, *, public_only: bool) -> list[dict]:
     return [{
         "at": event.created_at, "kind": event.kind, "by": event.actor_label if not public_only else
         ("you" if event.actor_label == "reporter" else "security team" if event.actor_id else "system"),
-        "status": event.to_status, "message": reveal(event.message.body).text if event.message else None,
+        "status": _status_for(event.to_status, public_only),
+        "message": reveal(event.message.body).text if event.message else None,
         **({"data": event.data} if not public_only else {}),
     } for event in events]
 
@@ -53,6 +107,7 @@ def report_for_reporter(report: Report) -> dict:
               "received_at", "acknowledged_at", "assessed_at", "resolved_at", "disclosed_at", "closed_at",
               "ack_due_at", "assess_due_at", "planned_disclosure_date"]
     data = {name: getattr(report, name) for name in fields}
+    data["status"] = _status_for(report.status, public_only=True)
     data.update({name: revealed.text for name, revealed in report.content().items()})
     data["timeline"] = _timeline(report, public_only=True)
     data["attachments"] = [{"name": a.original_name, "size": a.size, "sha256": a.sha256}

@@ -12,7 +12,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.core.validators import RegexValidator, validate_email
 from django.db import IntegrityError, connection, models, transaction
@@ -81,6 +81,13 @@ PLAIN_STATUS = {
     Status.SPAM: "Closed.",
     Status.WITHDRAWN: "Withdrawn at your request.",
 }
+# The name of a status as the reporter reads it (status page, timeline, email): someone
+# closed as spam reads a neutral "Closed", as the templated reply says.
+PUBLIC_STATUS_LABELS = {Status.SPAM: "Closed"}
+
+
+def public_status_label(status: str) -> str:
+    return PUBLIC_STATUS_LABELS.get(status) or Status(status).label
 
 
 class Severity(models.TextChoices):
@@ -310,7 +317,8 @@ class Report(models.Model):
             models.Index(fields=["assess_next_alert_at"], name="report_assess_alert_due",
                          condition=Q(assess_next_alert_at__isnull=False)),
         ]
-        permissions = [("export_report", "Can export reports")]
+        permissions = [("export_report", "Can export reports"),
+                       ("set_legal_hold", "Can place or lift a legal hold")]
 
     def __str__(self):
         return f"{self.tracking_id}: {self.title}"
@@ -342,6 +350,11 @@ class Report(models.Model):
         if self.assess_milestone == Milestone.PENDING and self.status != Status.NEEDS_INFO:
             return "assess"
         return None
+
+    @property
+    def public_status_label(self) -> str:
+        """The status as the reporter reads it (never "spam")."""
+        return public_status_label(self.status)
 
     def public_events(self):
         return (self.events.filter(public=True).select_related("message")
@@ -571,6 +584,7 @@ class Report(models.Model):
             report._apply_severity(severity, score)
             report.acknowledged_at = report.acknowledged_at or now
             report.assessed_at = report.assessed_at or now
+            report._stop_waiting_for_answer(actor, now)
             report._end_pause()
 
         return self._transition(Status.TRIAGED, Event.Kind.TRIAGED,
@@ -641,6 +655,7 @@ class Report(models.Model):
             report.acknowledged_at = report.acknowledged_at or now
             report.assessed_at = report.assessed_at or now
             report.closed_at = now
+            report._stop_waiting_for_answer(actor, now)
             report._end_pause()
 
         data = {"outcome": outcome}
@@ -675,6 +690,26 @@ class Report(models.Model):
         self.status_before_info = ""
         self.info_requested_at = None
 
+    def _stop_waiting_for_answer(self, actor, now):
+        """The team decided (triage, close) while its question was open: tell the reporter,
+        on their timeline, that the report no longer waits for their answer. An answer
+        that comes later is still shown as the answer to that question."""
+        if self.status != Status.NEEDS_INFO:
+            return
+        asked = self.info_requested_at or now
+        self.record(Event.Kind.INFO_NOT_AWAITED, actor=actor, now=now, public=True,
+                    data={"question_at": asked.isoformat()})
+
+    def _question_left_open(self) -> dict:
+        """``{"answers_question_at": ...}`` when the reporter's message is the first word from
+        them since the team went ahead without their answer; otherwise ``{}``."""
+        last = (self.events.filter(kind__in=[Event.Kind.INFO_REQUESTED, Event.Kind.INFO_PROVIDED,
+                                              Event.Kind.REPORTER_MESSAGE, Event.Kind.INFO_NOT_AWAITED])
+                .order_by("-created_at", "-pk").only("kind", "data").first())
+        if last is not None and last.kind == Event.Kind.INFO_NOT_AWAITED and last.data.get("question_at"):
+            return {"answers_question_at": last.data["question_at"]}
+        return {}
+
     def send_message(self, actor, body: str, *, now=None):
         """A message from the team to the reporter (emailed and shown on the status page)."""
         now = now or timezone.now()
@@ -698,6 +733,41 @@ class Report(models.Model):
             self.save()
             return self.record(Event.Kind.ASSIGNED, actor=actor, now=now,
                                data={"assignee": assignee.get_username() if assignee else ""})
+
+    # What the team edits on a report besides decisions (the admin's form).
+    DETAIL_FIELDS = ("assignee", "asset", "cwe", "cve_id", "planned_disclosure_date", "legal_hold")
+
+    def update_details(self, actor, changes: dict, *, now=None) -> list:
+        """Edit the team's details (``DETAIL_FIELDS``): validate, save, and record one
+        ``updated`` event naming each changed field with its new value (a new assignee is
+        recorded as ``assigned``, as by ``assign``). Placing or lifting a legal hold stops or
+        restarts retention: it needs the ``set_legal_hold`` permission (Leads). Returns the
+        events recorded; none when nothing changed."""
+        now = now or timezone.now()
+        unknown = set(changes) - set(self.DETAIL_FIELDS)
+        if unknown:
+            raise ValueError(f"Not a detail the team edits: {', '.join(sorted(unknown))}.")
+        with transaction.atomic():
+            self._lock()
+            changed = {name: value for name, value in changes.items() if getattr(self, name) != value}
+            if "legal_hold" in changed and not (actor is not None and actor.has_perm("disclosure.set_legal_hold")):
+                raise PermissionDenied("Only a Lead can place or lift a legal hold.")
+            if not changed:
+                return []
+            for name, value in changed.items():
+                setattr(self, name, value)
+            self.full_clean(exclude=[f.name for f in self._meta.fields if f.name not in changed],
+                            validate_unique=False)
+            self.save()
+            events = []
+            details = {name: _detail_text(value) for name, value in changed.items() if name != "assignee"}
+            if details:
+                events.append(self.record(Event.Kind.UPDATED, actor=actor, now=now, data=details))
+            if "assignee" in changed:
+                assignee = changed["assignee"]
+                events.append(self.record(Event.Kind.ASSIGNED, actor=actor, now=now,
+                                          data={"assignee": assignee.get_username() if assignee else ""}))
+            return events
 
     def set_reporter_key(self, key, *, now=None):
         """The reporter replaces (``key`` from ``pgp.inspect_reporter_key``) or removes (None) their key."""
@@ -745,7 +815,8 @@ class Report(models.Model):
             for upload in files:
                 stored.append(Attachment.store(self, upload, now=now, message=message))
             if self.status != Status.NEEDS_INFO:
-                return self.record(Event.Kind.REPORTER_MESSAGE, now=now, public=True, message=message)
+                return self.record(Event.Kind.REPORTER_MESSAGE, now=now, public=True, message=message,
+                                   data=self._question_left_open())
             from_status, self.status = self.status, self.status_before_info or Status.ACKNOWLEDGED
             self._end_pause()
             # The answer closes the pause: the event must exist before the deadline is
@@ -814,6 +885,12 @@ class Report(models.Model):
             if self.events.filter(kind=kind).exists():
                 return None
             return self.record(kind, now=now, data={"due": due.isoformat()})
+
+
+def _detail_text(value) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "" if value is None else str(value)
 
 
 class StatusLink(models.Model):
@@ -978,6 +1055,8 @@ class EventKind(models.TextChoices):
     ASSESS_WARNING = "assess_warning", "Assessment due soon"
     ASSESS_ESCALATION = "assess_escalation", "Assessment overdue"
     LINKS_REISSUED = "links_reissued", "Status links reissued"
+    INFO_NOT_AWAITED = "info_not_awaited", "Went ahead without the reporter's answer"
+    EXPORTED = "exported", "Exported"
 
 
 # The SLA alerts by (milestone, overdue): a warning before the deadline, an escalation
@@ -1024,13 +1103,29 @@ class Event(models.Model):
     def public_label(self) -> str:
         """How the reporter's timeline names this event."""
         if self.kind == self.Kind.CLOSED:
-            return Status(self.to_status).label
+            return public_status_label(self.to_status)
         if self.kind == self.Kind.TRIAGED and self.data.get("severity"):
             return f"Confirmed as valid, severity {Severity(self.data['severity']).label.lower()}"
+        if self.answers_question_at:
+            return f"Your answer to the team's question of {_day(self.answers_question_at)}"
         return {self.Kind.TEAM_MESSAGE: "Message from the security team",
                 self.Kind.REPORTER_MESSAGE: "Your message",
                 self.Kind.INFO_PROVIDED: "Your answer",
-                self.Kind.INFO_REQUESTED: "Question from the security team"}.get(self.kind, self.get_kind_display())
+                self.Kind.INFO_REQUESTED: "Question from the security team",
+                self.Kind.INFO_NOT_AWAITED: "No longer waiting for your answer to the team's question",
+                }.get(self.kind, self.get_kind_display())
+
+    @property
+    def answers_question_at(self) -> datetime | None:
+        """For a reporter's message that answers a question the team went ahead without:
+        when that question was asked."""
+        asked = self.data.get("answers_question_at") if self.kind == self.Kind.REPORTER_MESSAGE else None
+        return datetime.fromisoformat(asked) if asked else None
+
+    @property
+    def public_to_status_label(self) -> str:
+        """The status this event moved the report to, as the reporter reads it."""
+        return public_status_label(self.to_status) if self.to_status else ""
 
     @property
     def actor_label(self) -> str:
@@ -1040,6 +1135,12 @@ class Event(models.Model):
                          self.Kind.WITHDRAWN):
             return "reporter"
         return "system"
+
+
+def _day(moment: datetime) -> str:
+    from django.utils.dateformat import format as date_format
+
+    return date_format(timezone.localtime(moment), "j F Y")
 
 
 class OutboundEmail(models.Model):

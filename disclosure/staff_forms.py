@@ -24,6 +24,11 @@ class DecisionForm(forms.Form):
     def apply(self, report: Report, actor):
         return getattr(report, self.action)(actor, body=self.cleaned_data["body"])
 
+    @classmethod
+    def for_report(cls, report: Report):
+        """The unbound form the decision panel shows for ``report``."""
+        return cls()
+
 
 class AcknowledgeForm(DecisionForm):
     action, label, done = "acknowledge", "Acknowledge", "acknowledged"
@@ -39,6 +44,10 @@ class ResolveForm(DecisionForm):
 
 class DiscloseForm(DecisionForm):
     action, label, done = "disclose", "Disclose", "disclosed"
+    confirm = forms.BooleanField(
+        label="The vulnerability is now public", required=True,
+        help_text="Disclosing tells the reporter the vulnerability has been made public; it cannot be undone.",
+        error_messages={"required": "Tick the box to confirm the vulnerability is now public."})
 
 
 class ReopenForm(DecisionForm):
@@ -96,6 +105,11 @@ class RateForm(SeverityFields):
     def apply(self, report, actor):
         return report.rate(actor, self.cleaned_data["severity"], cvss_vector=self.cleaned_data["cvss_vector"])
 
+    @classmethod
+    def for_report(cls, report):
+        """Filled in with the current severity and vector, to change rather than retype."""
+        return cls(initial={"severity": report.severity, "cvss_vector": report.cvss_vector})
+
 
 class CloseForm(DecisionForm):
     action, label, done = "close", "Close", "closed"
@@ -117,10 +131,17 @@ class CloseForm(DecisionForm):
         return report.close(actor, data["outcome"], body=data["body"], duplicate_of=data["duplicate_of"])
 
     @classmethod
-    def for_outcome(cls, report, outcome):
-        """An unbound form with the templated reply for ``outcome``, ready to edit."""
-        body = render_to_string(f"disclosure/closing/{outcome}.txt", {"report": report}).strip()
-        return cls(initial={"outcome": outcome, "body": body}, auto_id=f"id_close_{outcome}_%s")
+    def for_outcome(cls, report, outcome, data=None):
+        """The form for ``outcome``: unbound with the templated reply, ready to edit, or
+        bound to ``data`` (a refused attempt shown again)."""
+        return cls(data, initial={"outcome": outcome, "body": closing_reply(report, outcome)},
+                   auto_id=f"id_close_{outcome}_%s")
+
+
+def closing_reply(report, outcome) -> str:
+    """The templated reply for a closing outcome (``templates/disclosure/closing/``): what the
+    decision panel offers to edit, and what a bulk close sends."""
+    return render_to_string(f"disclosure/closing/{outcome}.txt", {"report": report}).strip()
 
 
 class MessageForm(DecisionForm):
@@ -145,4 +166,4 @@ DECISIONS = {form.action: form for form in (
     AcknowledgeForm, RequestInfoForm, TriageForm, RateForm, StartFixForm, ResolveForm, DiscloseForm, CloseForm,
     MessageForm, NoteForm, ReopenForm)}
 
-__all__ = ["DECISIONS", "CloseForm", "TransitionError"]
+__all__ = ["DECISIONS", "CloseForm", "TransitionError", "closing_reply"]

@@ -94,6 +94,21 @@ class BrowserTestCase(StaticLiveServerTestCase):
     def url(self, path):
         return self.live_server_url + path
 
+    def log_in(self, user):
+        """Give the browser a staff session that has passed the second factor."""
+        from django.conf import settings
+        from django.test import Client
+        from django_otp.plugins.otp_totp.models import TOTPDevice
+
+        client = Client()
+        client.force_login(user)
+        device, _ = TOTPDevice.objects.get_or_create(user=user, defaults={"name": "browser", "confirmed": True})
+        session = client.session
+        session["otp_device_id"] = device.persistent_id
+        session.save()
+        self.context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session.session_key,
+                                   "url": self.live_server_url}])
+
     def tearDown(self):
         # No console errors, JavaScript errors or CSP violations on any page visited.
         self.assertEqual(self.problems, [])

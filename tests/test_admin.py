@@ -1,5 +1,7 @@
 """Staff see reports in the admin, with the reporter's content rendered safely."""
 
+import re
+
 import time_machine
 from django.contrib.auth.models import Group, User
 from django.test import override_settings
@@ -92,3 +94,15 @@ class AdminSafetyTests(BaseTestCase):
         self.login(lead)
         page = self.client.get(f"/admin/otp_totp/totpdevice/{device.pk}/change/").content.decode()
         self.assertNotIn(device.key, page)
+
+
+class AdminIndexTests(BaseTestCase):
+    def test_every_app_has_a_readable_name(self):
+        self.login(self.lead)
+        index = self.client.get("/admin/")
+        self.assertNotContains(index, "Otp_Totp")
+        self.assertContains(index, "Two-factor login")
+        captions = re.findall(r'<caption>\s*<a[^>]*>([^<]*)</a>', index.content.decode())
+        self.assertEqual(captions, ["Authentication and Authorization", "Task queue", "Two-factor login",
+                                    "Vulnerability disclosure"])
+        self.assertEqual([c for c in captions if "_" in c], [])

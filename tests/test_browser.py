@@ -236,3 +236,47 @@ class AccessibilityTests(BrowserTestCase):
             page.goto(self.url(path))
             width = page.evaluate("document.documentElement.scrollWidth")
             self.assertLessEqual(width, PHONE["width"], path)
+
+
+class AdminLooksTests(BrowserTestCase):
+    """What only a browser shows: the admin's styles."""
+
+    def styles(self, page, selector):
+        return page.locator(selector).first.evaluate(
+            "e => { const s = getComputedStyle(e); return [s.listStyleType, s.backgroundColor]; }")
+
+    def test_reporter_markdown_looks_as_on_the_status_page(self):
+        markdown = "Steps:\n\n- open the page\n- paste the payload\n\n```\ncurl -X POST /x\n```"
+        report, token = Report.submit(fields={"title": "Lists and code", "description": markdown})
+        report.send_message(None, "Please check:\n\n- this\n- that\n\n```\nverbose log\n```")
+        page = self.page
+        page.goto(self.url(f"/status/{token}/submitted/"))  # the reporter's own text
+        public = {"item": self.styles(page, ".prose li")[0], "code": self.styles(page, ".prose pre")[1]}
+        page.goto(self.url(f"/status/{token}/"))  # the team's message, in the timeline
+        public["message code"] = self.styles(page, ".message-body pre")[1]
+        self.assertEqual(public["item"], "disc")
+        self.assertNotEqual(public["code"], "rgba(0, 0, 0, 0)")
+        self.assertIn(self.styles(page, ".message-body li")[0], ("disc", "circle"))  # nested in the timeline
+
+        self.log_in(User.objects.create_superuser("leo", "leo@example.com", "a-long-password-1"))
+        page.goto(self.url(f"/admin/disclosure/report/{report.pk}/change/"))
+        description = ".field-rendered_description"
+        admin = {"item": self.styles(page, f"{description} li")[0],
+                 "code": self.styles(page, f"{description} pre")[1],
+                 "message code": self.styles(page, ".tl-body pre")[1]}
+        self.assertEqual(admin, public)
+        self.assertIn(self.styles(page, ".tl-body li")[0], ("disc", "circle"))
+
+    def test_the_dashboard_breadcrumbs_look_like_the_rest_of_the_admin(self):
+        self.log_in(User.objects.create_superuser("leo", "leo@example.com", "a-long-password-1"))
+        page = self.page
+        look = ("e => { const s = getComputedStyle(e); "
+                "return [s.backgroundColor, s.color, s.paddingLeft, e.innerText.replace(/\\s+/g, ' ').trim()]; }")
+        page.goto(self.url("/admin/disclosure/report/"))
+        queue = page.locator("nav[aria-label=Breadcrumbs] .breadcrumbs").evaluate(look)
+        page.goto(self.url("/admin/metrics/"))
+        dashboard = page.locator("nav[aria-label=Breadcrumbs] .breadcrumbs").evaluate(look)
+        self.assertEqual(dashboard[:3], queue[:3])
+        self.assertEqual(dashboard[3], "HomeDashboard")  # with the admin's separator between them:
+        separator = "e => getComputedStyle(e, '::after').content"
+        self.assertIn("›", page.locator(".breadcrumbs li").first.evaluate(separator))

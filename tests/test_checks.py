@@ -1,5 +1,7 @@
 """With DEBUG off, an unsafe configuration is refused at start-up by system checks."""
 
+import re
+
 from django.conf import settings
 from django.test import SimpleTestCase, override_settings
 
@@ -80,3 +82,15 @@ class StartupRefusalTests(SimpleTestCase):
         result = self.run_check(**production)
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertEqual(self.run_check("-c", "import config.wsgi", **production).returncode, 0)
+
+    def test_a_missing_mailer_is_reported_once_with_the_fix(self):
+        # The README's production settings, less MAILER and the provider's token.
+        production = {"SECRET_KEY": GOOD["SECRET_KEY"], "SITE_URL": GOOD["SITE_URL"],
+                      "SECURITY_TEAM_EMAIL": "security@example.com",
+                      "DEFAULT_FROM_EMAIL": "Example security <security@example.com>"}
+        result = self.run_check(**production)
+        self.assertNotEqual(result.returncode, 0)
+        errors = result.stderr.split("ERRORS:")[1].split("WARNINGS:")[0]
+        self.assertEqual(re.findall(r"^\?: \(([\w.]+)\)", errors, flags=re.M), ["disclosure.E004"], result.stderr)
+        self.assertIn("MAILER is not set", errors)
+        self.assertIn("Set MAILER=smtp", errors)

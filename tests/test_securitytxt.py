@@ -153,6 +153,14 @@ class SignedSecurityTxtTests(TeamKeyMixin, BaseTestCase):
         call_command("check_securitytxt", stdout=out)
         self.assertIn("security.txt is valid and its signature verifies.", out.getvalue())
 
+    @override_settings(SECURE_SSL_REDIRECT=True)
+    def test_check_command_passes_on_an_https_deployment(self):
+        # Production redirects plain http to https: the command must ask over https.
+        self.assertEqual(self.client.get(URL).status_code, 301)
+        out = StringIO()
+        call_command("check_securitytxt", stdout=out)
+        self.assertIn("security.txt is valid and its signature verifies.", out.getvalue())
+
     def test_no_team_key_problems_in_system_checks(self):
         key_checks = {"disclosure.W002", "disclosure.W003", "disclosure.E008", "disclosure.E009"}
         self.assertEqual([m for m in run_checks() if m.id in key_checks], [])

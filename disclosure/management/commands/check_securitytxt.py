@@ -13,11 +13,15 @@ class Command(BaseCommand):
             "https URLs, and the signature against the key published at /pgp-key.txt.")
 
     def handle(self, *args, **options):
-        client = Client(HTTP_HOST=urlsplit(settings.SITE_URL).hostname, secure=settings.SITE_URL.startswith("https"))
-        response = client.get("/.well-known/security.txt")
+        # Ask as a visitor of SITE_URL would: its host, and https when it is https. The test
+        # client takes ``secure`` per request (in its constructor it would become a WSGI
+        # variable that nothing reads, and production would answer with a redirect to https).
+        client = Client(HTTP_HOST=urlsplit(settings.SITE_URL).hostname)
+        https = settings.SITE_URL.startswith("https://")
+        response = client.get("/.well-known/security.txt", secure=https)
         if response.status_code != 200:
             raise CommandError(f"/.well-known/security.txt answered {response.status_code}")
-        key_response = client.get("/pgp-key.txt")
+        key_response = client.get("/pgp-key.txt", secure=https)
         public_key = key_response.content.decode() if key_response.status_code == 200 else None
         problems = securitytxt.problems(response.content.decode(), public_key, timezone.now())
         key = pgp.team_key() if pgp.team_fingerprint() else None
