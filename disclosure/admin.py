@@ -17,10 +17,12 @@ from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import F, Prefetch
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.defaultfilters import filesizeformat
 from django.template.loader import render_to_string
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
@@ -60,7 +62,7 @@ class AttachmentInline(admin.TabularInline):
     model = Attachment
     extra = 0
     can_delete = False
-    fields = ("download", "size", "sha256", "declared_type", "created_at")
+    fields = ("download", "file_size", "file_type", "sha256", "created_at")
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -71,7 +73,16 @@ class AttachmentInline(admin.TabularInline):
 
     @admin.display(description="file")
     def download(self, obj):
-        return format_html('<a href="{}">{}</a>', reverse("staff-download", args=[obj.pk]), obj.original_name)
+        note = mark_safe(' <span class="quiet">(stored encrypted)</span>') if obj.encrypted else ""  # nosec B308
+        return format_html('<a href="{}">{}</a>{}', reverse("staff-download", args=[obj.pk]), obj.display_name, note)
+
+    @admin.display(description="size")
+    def file_size(self, obj):
+        return filesizeformat(obj.size)
+
+    @admin.display(description="type")
+    def file_type(self, obj):
+        return obj.display_type
 
 
 class SlaStateFilter(admin.SimpleListFilter):

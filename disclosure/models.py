@@ -7,6 +7,7 @@ transaction and delivered by the task queue after commit.
 """
 
 import hashlib
+import mimetypes
 import re
 import uuid
 from datetime import datetime, timedelta
@@ -986,6 +987,14 @@ class Attachment(models.Model):
     def display_name(self) -> str:
         """The name without the ``.asc``/``.gpg`` an encrypting browser or researcher added."""
         return (sealing.strip_encrypted_suffix(self.original_name) if self.encrypted else "") or self.original_name
+
+    @property
+    def display_type(self) -> str:
+        """The file's type as the researcher had it: what their browser declared, or, for a
+        file they encrypted themselves, the type its name (without ``.asc``) suggests."""
+        if self.display_name != self.original_name:
+            return mimetypes.guess_type(self.display_name)[0] or "application/octet-stream"
+        return self.declared_type or "application/octet-stream"
 
     def read_plain(self) -> tuple[bytes, str]:
         """The file's content and name for a download: decrypted when it is sealed and the

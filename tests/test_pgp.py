@@ -2,6 +2,7 @@
 
 import email
 import email.policy
+import hashlib
 import json
 import re
 import shutil
@@ -15,7 +16,7 @@ import time_machine
 from django.test import override_settings
 
 from disclosure import pgp
-from disclosure.models import Attachment, OutboundEmail, Report
+from disclosure.models import Attachment, OutboundEmail, Report, StatusLink
 from disclosure.pgp.mime import PGPMimeEmail
 from tests.base import MONDAY_10AM, BaseTestCase, make_report, report_data, upload
 from tests.pgp_keys import ResearcherKeyring, TeamKeyMixin, export_public, gpg_cli, researcher_key, revoke
@@ -118,6 +119,22 @@ class EncryptedReportsInTests(TeamKeyMixin, BaseTestCase):
         download = self.client.get(f"/staff/attachments/{attachment.pk}/", secure=True)
         self.assertEqual(download.content, b"exploit code")
         self.assertIn('filename="exploit.py"', download["Content-Disposition"])
+
+    def test_a_file_encrypted_in_the_browser_is_described_as_the_researcher_had_it(self):
+        armored = self.encrypt("print('exploit code')\n")
+        self.submit(files=[upload("exploit.py.asc", armored.encode(), "application/pgp-encrypted")])
+        attachment = Attachment.objects.get()
+        plain = b"print('exploit code')\n"
+        self.assertEqual((attachment.size, attachment.sha256), (len(plain), hashlib.sha256(plain).hexdigest()))
+        self.assertEqual((attachment.display_name, attachment.display_type), ("exploit.py", "text/x-python"))
+        self.login(self.triager)
+        page = self.client.get(f"/admin/disclosure/report/{attachment.report_id}/change/", secure=True)
+        for shown in ("exploit.py</a>", "stored encrypted", "22\xa0bytes", "text/x-python", attachment.sha256):
+            self.assertContains(page, shown)
+        self.assertNotContains(page, "application/pgp-encrypted")
+        token = StatusLink.mint(attachment.report)
+        submitted = self.client.get(f"/status/{token}/submitted/", secure=True)
+        self.assertContains(submitted, "exploit.py</a> (22\xa0bytes, stored encrypted)")
 
     def test_a_file_that_merely_contains_an_armor_line_is_still_encrypted_at_rest(self):
         content = b"x" * 40 + b"-----BEGIN PGP MESSAGE-----\nnot really\n-----END PGP MESSAGE-----\n"
