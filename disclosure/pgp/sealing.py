@@ -124,12 +124,14 @@ OFFLINE_NOTICE = ("Encrypted to the team key, which cannot decrypt on this serve
                   "block and decrypt it on your own machine: <code>gpg --decrypt</code>{}.")
 
 
+FIELDS_HINT = " (the report's fields are inside, as JSON: <code>gpg --decrypt | jq -r .description</code>)"
+
+
 def as_html(value: "Revealed | str"):
     """Markdown for plain or decrypted text; the armored block with a notice otherwise."""
     revealed = value if isinstance(value, Revealed) else reveal(value)
     if revealed.readable:
         return markdown.render(revealed.text)
-    hint = mark_safe(" (the report's fields are inside, as JSON: <code>gpg --decrypt | jq -r .description</code>)"
-                     ) if revealed.holds_fields else ""
+    hint = mark_safe(FIELDS_HINT) if revealed.holds_fields else ""  # noqa: S308  # nosec B308 - a constant
     return format_html('<p class="sealed-notice">' + OFFLINE_NOTICE + '</p><pre class="sealed">{}</pre>',
                        hint, revealed.text)
