@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.utils.html import format_html
-from django.utils.safestring import mark_safe
 
 from disclosure import markdown
 from disclosure.pgp import keyring as pgp
@@ -132,6 +131,5 @@ def as_html(value: "Revealed | str"):
     revealed = value if isinstance(value, Revealed) else reveal(value)
     if revealed.readable:
         return markdown.render(revealed.text)
-    hint = mark_safe(FIELDS_HINT) if revealed.holds_fields else ""  # noqa: S308  # nosec B308 - a constant
-    return format_html('<p class="sealed-notice">' + OFFLINE_NOTICE + '</p><pre class="sealed">{}</pre>',
-                       hint, revealed.text)
+    notice = OFFLINE_NOTICE.format(FIELDS_HINT if revealed.holds_fields else "")  # constants only
+    return format_html('<p class="sealed-notice">' + notice + '</p><pre class="sealed">{}</pre>', revealed.text)
