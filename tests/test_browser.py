@@ -280,3 +280,39 @@ class AdminLooksTests(BrowserTestCase):
         self.assertEqual(dashboard[3], "HomeDashboard")  # with the admin's separator between them:
         separator = "e => getComputedStyle(e, '::after').content"
         self.assertIn("›", page.locator(".breadcrumbs li").first.evaluate(separator))
+
+
+class ResearcherPagesTests(BrowserTestCase):
+    """Layout a researcher sees, where only a browser can tell."""
+
+    def submit_in_the_browser(self, page):
+        page.goto(self.url("/report/"))
+        page.get_by_label("Title").fill("Open redirect on /login")
+        page.get_by_label("Description").fill("The next parameter is not checked.")
+        page.get_by_role("button", name="Submit report").click()
+        page.wait_for_url("**/report/received/")
+
+    def test_the_status_link_fits_a_phone_and_its_copy_button_copies_it(self):
+        self.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=self.live_server_url)
+        page = self.page
+        page.set_viewport_size(PHONE)
+        self.submit_in_the_browser(page)
+        self.assertLessEqual(page.evaluate("document.documentElement.scrollWidth"), PHONE["width"])
+        link = page.locator("#status-url").input_value()
+        self.assertIn("/status/", link)
+        field = page.locator("#status-url").bounding_box()
+        self.assertLessEqual(field["x"] + field["width"], PHONE["width"])
+        button = page.get_by_role("button", name="Copy link")
+        button.click()
+        page.get_by_role("button", name="Copied").wait_for()
+        self.assertEqual(page.evaluate("navigator.clipboard.readText()"), link)
+
+    def test_the_file_input_looks_like_the_other_controls(self):
+        page = self.page
+        page.goto(self.url("/report/"))
+        look = ("e => { const s = getComputedStyle(e); "
+                "return [s.borderTopColor, s.borderTopStyle, s.borderRadius, s.backgroundColor, e.offsetWidth]; }")
+        self.assertEqual(page.locator("#id_attachments").evaluate(look), page.locator("#id_title").evaluate(look))
+        button = page.locator("#id_attachments").evaluate(
+            "e => getComputedStyle(e, '::file-selector-button').borderTopColor")
+        self.assertEqual(button, page.locator("button.button").first.evaluate("e => getComputedStyle(e).backgroundColor"))
