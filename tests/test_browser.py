@@ -315,4 +315,5 @@ class ResearcherPagesTests(BrowserTestCase):
         self.assertEqual(page.locator("#id_attachments").evaluate(look), page.locator("#id_title").evaluate(look))
         button = page.locator("#id_attachments").evaluate(
             "e => getComputedStyle(e, '::file-selector-button').borderTopColor")
-        self.assertEqual(button, page.locator("button.button").first.evaluate("e => getComputedStyle(e).backgroundColor"))
+        brand = page.locator("button.button").first.evaluate("e => getComputedStyle(e).backgroundColor")
+        self.assertEqual(button, brand)
