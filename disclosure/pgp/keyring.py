@@ -44,8 +44,14 @@ class KeyInfo:
     fingerprint: str
     uids: tuple[str, ...]
     expires: datetime | None
+    created: datetime | None = None
     can_sign: bool = False  # the secret of a usable signing (sub)key is in the keyring
     can_decrypt: bool = False  # the secret of a usable encryption (sub)key is in the keyring
+
+    @property
+    def grouped_fingerprint(self) -> str:
+        """The fingerprint as people compare it: groups of four, e.g. ``ABCD 1234 ...``."""
+        return " ".join(self.fingerprint[i:i + 4] for i in range(0, len(self.fingerprint), 4))
 
     def expires_soon(self, now: datetime) -> bool:
         return self.expires is not None and self.expires - now < KEY_EXPIRY_WARNING
@@ -87,7 +93,8 @@ def keyring_lock(home: Path | None = None):
 
 def _key_info(raw) -> KeyInfo:
     expires = datetime.fromtimestamp(int(raw["expires"]), UTC) if raw.get("expires") else None
-    return KeyInfo(raw["fingerprint"], tuple(raw.get("uids") or ()), expires)
+    created = datetime.fromtimestamp(int(raw["date"]), UTC) if raw.get("date") else None
+    return KeyInfo(raw["fingerprint"], tuple(raw.get("uids") or ()), expires, created)
 
 
 def _secret_capabilities(raw) -> set[str]:
@@ -162,7 +169,8 @@ def _read_team_key() -> KeyInfo | None:
     secret = [k for k in gpg.list_keys(secret=True, keys=[fingerprint]) if k["fingerprint"] == fingerprint]
     usable = _secret_capabilities(secret[0]) if secret else set()
     info = _key_info(public[0])
-    return KeyInfo(info.fingerprint, info.uids, info.expires, can_sign="s" in usable, can_decrypt="e" in usable)
+    return KeyInfo(info.fingerprint, info.uids, info.expires, info.created, can_sign="s" in usable,
+                   can_decrypt="e" in usable)
 
 
 def can_sign() -> bool:
