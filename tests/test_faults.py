@@ -1,17 +1,175 @@
-"""Faults never lose a report or an email: a worker started while the database or Redis is
-down waits for them."""
+"""Faults never lose a report or an email: gpg removed, a worker killed between the mail
+server accepting a message and the row being marked sent, and a worker started while the
+database or Redis is down."""
 
+import email
+import email.policy
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
+from datetime import timedelta
+from pathlib import Path
+from unittest import mock, skipUnless
 
+import time_machine
 from django.conf import settings
+from django.core import mail
 from django.db import connection
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, TransactionTestCase, override_settings
+from django.utils import timezone
+from django_q.brokers.redis_broker import Redis as RedisBroker
+from django_q.conf import Conf
+from django_q.tasks import async_task
 
-from tests.faults import OutputLines, TcpProxy, free_port, redis_server, start_group, stop_group
+from disclosure import emails, tasks
+from disclosure.models import OutboundEmail, Report
+from tests.base import MONDAY_10AM, BaseTestCase, make_report
+from tests.faults import OutputLines, TcpProxy, free_port, gpg_removed, redis_server, start_group, stop_group
+from tests.pgp_keys import TeamKeyMixin
+
+# --- 1. An email never retries forever without showing as failed -------------------------------
+LEASE = timedelta(seconds=settings.Q_CLUSTER["timeout"] * 2)
+
+
+@time_machine.travel(MONDAY_10AM, tick=False)
+@override_settings(EMAIL_MAX_ATTEMPTS=3, EMAIL_RETRY_SECONDS=60)
+class EmailWithoutGpgTests(TeamKeyMixin, BaseTestCase):
+    def test_each_attempt_is_recorded_and_the_email_ends_failed_where_staff_and_monitors_see_it(self):
+        self.submit(execute=False)  # stored with gpg; the worker runs after gpg went away
+        at = MONDAY_10AM
+        with gpg_removed():
+            for _ in range(6):
+                tasks.sweep(at)
+                at += timedelta(minutes=10)
+        for row in OutboundEmail.objects.all():
+            self.assertEqual((row.state, row.attempts), ("failed", 3), row.kind)
+            self.assertIn("PGPError", row.last_error)
+            self.assertIn("gpg", row.last_error)
+        self.assertEqual(mail.outbox, [])
+        with time_machine.travel(at, tick=False):
+            health = self.client.get("/healthz").json()
+        self.assertEqual(health["emails_failed"], 2)
+
+    def test_an_unexpected_error_is_recorded_with_its_type(self):
+        self.submit(execute=False)
+        receipt = OutboundEmail.objects.get(kind="receipt")
+        with mock.patch("disclosure.pgp.can_decrypt", side_effect=FileNotFoundError(2, "No such file", "gpg")), \
+                self.assertLogs("disclosure.emails", "ERROR"):
+            self.assertTrue(emails.deliver(receipt.pk, MONDAY_10AM))
+        receipt.refresh_from_db()
+        self.assertEqual((receipt.state, receipt.attempts), ("pending", 1))
+        self.assertEqual(receipt.last_error, "FileNotFoundError: [Errno 2] No such file: 'gpg'")
+        self.assertEqual(receipt.next_attempt_at, MONDAY_10AM + timedelta(seconds=60))
+
+
+@time_machine.travel(MONDAY_10AM, tick=False)
+@override_settings(EMAIL_MAX_ATTEMPTS=3)
+class CrashLoopTests(BaseTestCase):
+    def test_a_row_whose_attempts_all_died_unrecorded_is_failed_with_the_reason_not_retried(self):
+        self.submit(execute=False)
+        receipt = OutboundEmail.objects.get(kind="receipt")
+        at = MONDAY_10AM
+        for _ in range(3):  # each attempt's worker dies between claim and mark
+            self.assertTrue(OutboundEmail.objects.get(pk=receipt.pk).claim(at))
+            at += LEASE + timedelta(seconds=1)
+        with self.assertLogs("disclosure.models", "ERROR"):
+            tasks.sweep(at)
+        receipt.refresh_from_db()
+        self.assertEqual((receipt.state, receipt.attempts), ("failed", 3))
+        self.assertIn("Gave up after 3 attempts", receipt.last_error)
+        self.assertEqual(self.emails_to("ada@researcher.example"), [])
+        self.assertFalse(OutboundEmail.objects.get(pk=receipt.pk).claim(at + timedelta(days=1)))
+
+    def test_a_last_attempt_still_in_progress_is_left_alone(self):
+        self.submit(execute=False)
+        receipt = OutboundEmail.objects.get(kind="receipt")
+        OutboundEmail.objects.filter(pk=receipt.pk).update(attempts=3, next_attempt_at=MONDAY_10AM + LEASE)
+        tasks.sweep(MONDAY_10AM + timedelta(seconds=30))
+        self.assertEqual(OutboundEmail.objects.get(pk=receipt.pk).state, "pending")
+
+
+# --- 2. A retried email never kills the link the reporter already has --------------------------
+class WorkerKilled(BaseException):
+    """What a SIGKILL leaves a worker: no chance to record anything (not an ``Exception``)."""
+
+
+@time_machine.travel(MONDAY_10AM, tick=False)
+class RetriedEmailLinkTests(BaseTestCase):
+    def test_both_copies_links_work_when_a_worker_died_after_the_mail_server_accepted_the_first(self):
+        self.submit(execute=False)
+        receipt = OutboundEmail.objects.get(kind="receipt")
+        with mock.patch.object(OutboundEmail, "mark_sent", side_effect=WorkerKilled), \
+                self.assertRaises(WorkerKilled):
+            emails.deliver(receipt.pk, MONDAY_10AM)  # accepted by the mail server, then killed
+        self.assertEqual(OutboundEmail.objects.get(pk=receipt.pk).state, "pending")
+        tasks.sweep(MONDAY_10AM + LEASE + timedelta(seconds=1))  # at least once: a second copy
+        self.assertEqual(OutboundEmail.objects.get(pk=receipt.pk).state, "sent")
+        first, second = self.emails_to("ada@researcher.example")
+        tokens = [self.status_token_in(first.body), self.status_token_in(second.body)]
+        self.assertNotEqual(*tokens)
+        for token in tokens:
+            self.assertEqual(self.client.get(f"/status/{token}/").status_code, 200)
+
+    def test_the_lost_link_flow_still_revokes_every_link(self):
+        self.submit()
+        [receipt] = self.emails_to("ada@researcher.example")
+        token = self.status_token_in(receipt.body)
+        Report.reissue_links("ada@researcher.example")
+        self.assertEqual(self.client.get(f"/status/{token}/").status_code, 404)
+
+
+@skipUnless(connection.vendor == "postgresql", "a real worker needs the test database: PostgreSQL runs only")
+class KilledWorkerTests(TransactionTestCase):
+    """A real worker with the Redis broker, killed (SIGKILL) after the mail server accepted a
+    receipt and before the row was marked sent: the task is gone from Redis, the sweep
+    sends a second copy, and the first copy's link still works."""
+
+    def test_the_first_copys_link_still_works_after_the_retry(self):
+        if shutil.which("redis-server") is None:
+            self.skipTest("redis-server is not installed")
+        with mock.patch("disclosure.emails.enqueue_delivery"):  # queued below, for the real worker
+            make_report(now=timezone.now())
+        receipt = OutboundEmail.objects.get(kind="receipt")
+        work = Path(self.enterContext(tempfile.TemporaryDirectory()))
+        redis_port = free_port()
+        broker_url = f"redis://127.0.0.1:{redis_port}/0"
+        redis = redis_server(redis_port)
+        self.addCleanup(stop_group, redis)
+        db = connection.settings_dict
+        env = {key: value for key, value in os.environ.items() if key not in ("DATABASE_URL", "TEAM_KEY_FINGERPRINT")}
+        env.update(DJANGO_SETTINGS_MODULE="tests.worker_settings", DATA_DIR=str(work), PYTHONUNBUFFERED="1",
+                   DATABASE_URL=f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/"
+                                f"{db['NAME']}",
+                   REDIS_URL=broker_url, MAIL_FILE_PATH=str(work / "mail"), SECRET_KEY=settings.SECRET_KEY,
+                   SITE_URL=settings.SITE_URL, Q_WORKERS="1")
+        worker = start_group([sys.executable, "manage.py", "worker", "--first-delay", "0.2", "--max-delay", "0.5"],
+                             cwd=settings.BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             text=True)
+        self.addCleanup(stop_group, worker)
+        output = OutputLines(worker.stdout)
+        self.assertTrue(output.wait_for("running.", timeout=15), output)
+
+        with mock.patch.object(Conf, "REDIS", broker_url), mock.patch.object(Conf, "SYNC", False):
+            async_task("disclosure.tasks.deliver_emails", [receipt.pk], broker=RedisBroker())
+        self.assertTrue(output.wait_for("reincarnated", timeout=15), output)  # the killed worker's successor
+        stop_group(worker)
+        [accepted] = list((work / "mail").iterdir())
+        receipt.refresh_from_db()
+        self.assertEqual((receipt.state, receipt.attempts, receipt.last_error), ("pending", 1, ""))
+
+        tasks.sweep(timezone.now() + LEASE + timedelta(seconds=1))  # at least once: the second copy
+        receipt.refresh_from_db()
+        self.assertEqual(receipt.state, "sent")
+        first_copy = email.message_from_bytes(accepted.read_bytes().split(b"\n" + b"-" * 79)[0],
+                                              policy=email.policy.default)
+        [second_copy] = [message for message in mail.outbox if receipt.to in message.to]
+        tokens = {BaseTestCase.status_token_in(first_copy.get_body(("plain",)).get_content()),
+                  BaseTestCase.status_token_in(second_copy.body)}
+        self.assertEqual(len(tokens), 2)
+        for token in tokens:
+            self.assertEqual(self.client.get(f"/status/{token}/").status_code, 200)
 
 
 # --- 5b. A worker started during an outage waits for it to end -----------------------------------
