@@ -14,7 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import TestCase, override_settings
 
-from disclosure import pagecache, pgp, ratelimits
+from disclosure import health, pagecache, pgp, ratelimits
 from disclosure.models import Programme, Report
 
 # A fixed, ordinary moment: Monday 30 November 2026, 10:00 UTC.
@@ -75,7 +75,8 @@ def run_at_once(work, times: int = 2) -> list:
 
 def start_afresh(test) -> None:
     """What a test must not inherit from the one before: the cache (rate-limit counters),
-    what this process remembers (programme contact, kept pages, rate-limit blocks), and
+    what this process remembers (programme contact, kept pages, rate-limit blocks, health
+    checks), and
     uploads (each test stores them in a folder of its own, removed afterwards)."""
     for alias in settings.CACHES:
         caches[alias].clear()
@@ -83,6 +84,7 @@ def start_afresh(test) -> None:
     pagecache.forget()
     ratelimits.forget()
     pgp.forget()
+    health.forget()
     upload_dir = tempfile.mkdtemp(prefix="disclosure-test-uploads-")
     test.addCleanup(shutil.rmtree, upload_dir, ignore_errors=True)
     test.enterContext(override_settings(MEDIA_ROOT=upload_dir))
