@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
-from django.db import IntegrityError, connection, models, transaction
+from django.db import DatabaseError, IntegrityError, connection, models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.db.models.signals import post_delete
@@ -1279,7 +1279,10 @@ class Programme(models.Model):
         cached = cls._contact_cache.get("contact")
         if cached and time.monotonic() - cached[1] < 60:
             return cached[0]
-        row = cls.objects.filter(pk=1).values_list("contact_emails", flat=True).first()
+        try:
+            row = cls.objects.filter(pk=1).values_list("contact_emails", flat=True).first()
+        except DatabaseError:  # the database is down: pages that say so must still render
+            return settings.SECURITY_TEAM_EMAIL
         contact = next((line.strip() for line in (row or "").splitlines() if line.strip()),
                        settings.SECURITY_TEAM_EMAIL)
         cls._contact_cache["contact"] = (contact, time.monotonic())

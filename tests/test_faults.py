@@ -1,6 +1,7 @@
 """Faults never lose a report or an email: gpg removed, a worker killed between the mail
-server accepting a message and the row being marked sent, and a worker started while the
-database or Redis is down."""
+server accepting a message and the row being marked sent, the upload folder or the
+database failing under a submission, and a worker started while the database or Redis is
+down. (/healthz under faults: tests/test_health.py.)"""
 
 import email
 import email.policy
@@ -16,18 +17,19 @@ from unittest import mock, skipUnless
 import time_machine
 from django.conf import settings
 from django.core import mail
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test import SimpleTestCase, TransactionTestCase, override_settings
 from django.utils import timezone
+from django.utils.html import escape
 from django_q.brokers.redis_broker import Redis as RedisBroker
 from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from disclosure import emails, tasks
-from disclosure.models import OutboundEmail, Report
-from tests.base import MONDAY_10AM, BaseTestCase, make_report
+from disclosure.models import Attachment, Message, OutboundEmail, Report, TrackingCounter
+from tests.base import MONDAY_10AM, BaseTestCase, make_report, report_data, upload
 from tests.faults import OutputLines, TcpProxy, free_port, gpg_removed, redis_server, start_group, stop_group
-from tests.pgp_keys import TeamKeyMixin
+from tests.pgp_keys import TEAM_EMAIL, TeamKeyMixin
 
 # --- 1. An email never retries forever without showing as failed -------------------------------
 LEASE = timedelta(seconds=settings.Q_CLUSTER["timeout"] * 2)
@@ -170,6 +172,152 @@ class KilledWorkerTests(TransactionTestCase):
         self.assertEqual(len(tokens), 2)
         for token in tokens:
             self.assertEqual(self.client.get(f"/status/{token}/").status_code, 200)
+
+
+# --- 5. A submission that cannot be stored comes back with everything typed ---------------------
+def stored_files() -> list[Path]:
+    return [path for path in Path(settings.MEDIA_ROOT).rglob("*") if path.is_file()]
+
+
+class NotStoredMixin:
+    def assertNothingStored(self, reports=0, messages=None, attachments=0):
+        self.assertEqual(Report.objects.count(), reports)
+        self.assertEqual(Attachment.objects.count(), attachments)
+        if messages is not None:
+            self.assertEqual(Message.objects.count(), messages)
+        self.assertEqual(stored_files(), [])
+
+    def assertFormComesBack(self, response, data):
+        self.assertEqual(response.status_code, 503)
+        self.assertEqual(response["Retry-After"], "300")
+        self.assertContains(response, "Your report could not be saved", status_code=503)
+        self.assertContains(response, "nothing was saved", status_code=503)
+        self.assertContains(response, "please choose your files again", status_code=503)
+        for name in ("title", "asset", "vulnerability_type", "reporter_name", "reporter_email", "credit_name"):
+            self.assertContains(response, f'value="{escape(data[name])}"', status_code=503, msg_prefix=name)
+        for name in ("description", "steps_to_reproduce", "impact"):
+            self.assertContains(response, f"{escape(data[name])}</textarea>", status_code=503, msg_prefix=name)
+        self.assertContains(response, 'value="name" id="id_credit_1" checked', status_code=503)  # the credit choice
+
+    def assertTeamAlerted(self, what):
+        health = self.client.get("/healthz")
+        self.assertEqual(health.status_code, 503)
+        self.assertIn("storage", health.json()["failing"])
+        self.assertTrue(any(f"storing {what} failed" in problem for problem in health.json()["problems"]))
+
+
+class SubmissionWithoutGpgTests(NotStoredMixin, TeamKeyMixin, BaseTestCase):
+    def test_the_form_comes_back_with_what_was_typed_and_nothing_is_half_saved(self):
+        data = report_data()
+        with gpg_removed(), self.assertLogs("disclosure.health", "ERROR") as logged:
+            response = self.submit(data, files=[upload(), upload("second.txt", b"more")])
+        self.assertFormComesBack(response, data)
+        self.assertContains(response, f'<a href="mailto:{TEAM_EMAIL}">{TEAM_EMAIL}</a>', status_code=503)
+        self.assertNothingStored()
+        self.assertIn("PGPError", logged.output[0])
+        self.assertTeamAlerted("a report")
+
+    def test_sending_the_same_form_again_once_gpg_is_back_stores_it_once(self):
+        data = {**report_data(), **{k: v for k, v in self.blank_form_values().items() if k != "shown_at"}}
+        with gpg_removed(), self.assertLogs("disclosure.health", "ERROR"):
+            self.submit(data)
+        self.submit(data)
+        self.submit(data)  # a double click after the retry
+        self.assertEqual(Report.objects.count(), 1)
+
+
+class SubmissionStorageFailureTests(NotStoredMixin, BaseTestCase):
+    def test_an_unwritable_upload_folder(self):
+        blocker = Path(settings.MEDIA_ROOT) / "not-a-folder"
+        blocker.write_text("a file where the upload folder should be")
+        data = report_data()
+        with override_settings(MEDIA_ROOT=blocker / "uploads"), self.assertLogs("disclosure.health", "ERROR"):
+            response = self.submit(data, files=[upload()])
+        self.assertFormComesBack(response, data)
+        blocker.unlink()
+        self.assertNothingStored()
+        self.assertTeamAlerted("a report")
+
+    def test_the_database_failing_midway_keeps_no_report_and_no_file(self):
+        data = report_data()
+        broken = OperationalError("server closed the connection unexpectedly")
+        with mock.patch.object(TrackingCounter, "next_tracking_id", side_effect=broken), \
+                self.assertLogs("disclosure.health", "ERROR"):
+            response = self.submit(data, files=[upload()])
+        self.assertFormComesBack(response, data)
+        self.assertNothingStored()
+        self.assertTeamAlerted("a report")
+
+    def test_the_problem_leaves_healthz_after_a_few_minutes(self):
+        with mock.patch.object(TrackingCounter, "next_tracking_id", side_effect=OperationalError("down")), \
+                self.assertLogs("disclosure.health", "ERROR"):
+            self.submit()
+        tasks.sweep()
+        self.assertEqual(self.client.get("/healthz").status_code, 503)
+        with time_machine.travel(timedelta(minutes=6)):
+            tasks.sweep()
+            self.assertEqual(self.client.get("/healthz").status_code, 200)
+
+
+@skipUnless(connection.vendor == "postgresql", "a lock timeout of PostgreSQL's own")
+class SubmissionOnPostgresqlTests(NotStoredMixin, BaseTestCase):
+    def test_a_real_database_error_keeps_the_form(self):
+        """Another session holds the tracking-number table; PostgreSQL gives up waiting."""
+        import psycopg
+
+        params = connection.get_connection_params()
+        params.pop("cursor_factory", None)
+        params.pop("context", None)
+        holder = psycopg.connect(**params)
+        self.addCleanup(holder.close)
+        holder.execute(f"LOCK TABLE {TrackingCounter._meta.db_table} IN ACCESS EXCLUSIVE MODE")
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '200ms'")
+        data = report_data()
+        with self.assertLogs("disclosure.health", "ERROR") as logged:
+            response = self.submit(data, files=[upload()])
+        holder.rollback()
+        self.assertFormComesBack(response, data)
+        self.assertIn("lock timeout", logged.output[0])
+        self.assertNothingStored()
+
+
+class FollowUpNotStoredTests(NotStoredMixin, TeamKeyMixin, BaseTestCase):
+    def setUp(self):
+        super().setUp()
+        self.report, self.token = make_report()
+
+    def test_without_gpg_the_message_comes_back_as_typed(self):
+        with gpg_removed(), self.assertLogs("disclosure.health", "ERROR"), \
+                self.captureOnCommitCallbacks(execute=True):
+            response = self.client.post(f"/status/{self.token}/", {
+                "body": "Here is the <b>missing</b> step.", "attachments": [upload()]})
+        self.assertEqual(response.status_code, 503)
+        self.assertEqual(response["Cache-Control"], "no-store, private")
+        self.assertContains(response, "Your message could not be saved", status_code=503)
+        self.assertContains(response, "Here is the &lt;b&gt;missing&lt;/b&gt; step.</textarea>", status_code=503)
+        self.assertContains(response, "please choose your files again", status_code=503)
+        self.assertContains(response, TEAM_EMAIL, status_code=503)
+        self.assertNothingStored(reports=1, messages=0)
+        self.assertEqual(self.report.events.filter(kind="reporter_message").count(), 0)
+        self.assertTeamAlerted("a reporter's message")
+        # Sent again once gpg is back, it is stored.
+        with self.captureOnCommitCallbacks(execute=True):
+            response = self.client.post(f"/status/{self.token}/", {"body": "Here is the missing step."})
+        self.assertRedirects(response, f"/status/{self.token}/")
+
+    def test_an_unwritable_upload_folder_shows_the_status_page_with_the_message(self):
+        blocker = Path(settings.MEDIA_ROOT) / "not-a-folder"
+        blocker.write_text("a file")
+        with override_settings(MEDIA_ROOT=blocker / "uploads"), self.assertLogs("disclosure.health", "ERROR"):
+            response = self.client.post(f"/status/{self.token}/", {"body": "Logs attached.",
+                                                                   "attachments": [upload()]})
+        blocker.unlink()
+        self.assertContains(response, "Your message could not be saved", status_code=503)
+        self.assertContains(response, self.report.tracking_id, status_code=503)
+        self.assertContains(response, "Timeline", status_code=503)  # the whole status page
+        self.assertContains(response, "Logs attached.</textarea>", status_code=503)
+        self.assertNothingStored(reports=1, messages=0)
 
 
 # --- 5b. A worker started during an outage waits for it to end -----------------------------------
