@@ -256,25 +256,66 @@ def deliver(email_id: int, now=None) -> bool:
     """Try to send one outbox row. Returns whether there was an attempt to make.
 
     Safe to call twice or from two workers at once: the attempt is claimed by
-    compare-and-set first. A provider error is recorded on the row and retried later with
-    backoff (``disclosure.tasks.sweep`` re-queues due rows); it never propagates.
+    compare-and-set first. Whatever goes wrong after the claim (the provider, a template,
+    gpg, the database) is recorded on the row as its ``last_error`` and retried later with
+    backoff (``disclosure.tasks.sweep`` re-queues due rows) until ``EMAIL_MAX_ATTEMPTS``,
+    when the row is marked failed; it never propagates unless recording it fails too. An
+    attempt whose worker died before recording anything is refused by ``claim`` once the
+    attempts are used up.
     """
     now = now or timezone.now()
     email = OutboundEmail.objects.select_related("report", "status_link", "event__message").filter(pk=email_id).first()
     if email is None or email.state != OutboundEmail.State.PENDING or not email.claim(now):
         return False
+    try:
+        message = _message(email, now)
+        if message is not None:
+            message.send()
+    except _NotWritten as exc:  # a template or data problem: recorded on the row like a provider error
+        log.exception("Writing email %s failed", email.pk)
+        email.mark_failed_attempt(now, str(exc))
+        return True
+    except Exception as exc:  # noqa: BLE001 - any failure (provider, gpg, database) is recorded and retried
+        if _is_provider_error(exc):
+            log.warning("Sending email %s (attempt %s of %s) failed: %s", email.pk, email.attempts,
+                        settings.EMAIL_MAX_ATTEMPTS, exc)
+        else:
+            log.exception("Sending email %s (attempt %s of %s) failed unexpectedly", email.pk, email.attempts,
+                          settings.EMAIL_MAX_ATTEMPTS)
+        email.mark_failed_attempt(now, f"{type(exc).__name__}: {exc}")
+        return True
+    if message is not None:
+        status = getattr(message, "anymail_status", None)
+        email.mark_sent(now, getattr(status, "message_id", None) or "")
+    return True
+
+
+class _NotWritten(Exception):
+    """The email could not be written from its event (its templates or data failed)."""
+
+
+def _is_provider_error(exc: Exception) -> bool:
+    """The mail provider said no (logged without a traceback): SMTP, network or ESP errors."""
+    from smtplib import SMTPException
+
+    from anymail.exceptions import AnymailError
+
+    return isinstance(exc, SMTPException | ConnectionError | TimeoutError | AnymailError)
+
+
+def _message(email: OutboundEmail, now):
+    """The message to send for a claimed row, or None when there is nothing to send (the
+    row was cancelled meanwhile, or was refused and marked failed here)."""
     if email.rendered_at is None and email.event_id and not email.body_text:
         try:
             _render(email, _context(email), now)
-        except Exception as exc:  # a template or data problem: recorded on the row like a provider error
-            log.exception("Writing email %s failed", email.pk)
-            email.mark_failed_attempt(now, f"Could not write the email: {type(exc).__name__}: {exc}")
-            return True
+        except Exception as exc:
+            raise _NotWritten(f"Could not write the email: {type(exc).__name__}: {exc}") from exc
         written = OutboundEmail.objects.filter(pk=email.pk, state=OutboundEmail.State.PENDING,
                                                rendered_at__isnull=True).update(
             subject=email.subject, body_text=email.body_text, body_html=email.body_html, rendered_at=now)
         if not written:
-            return True  # cancelled meanwhile (the report was purged): nothing is sent
+            return None  # cancelled meanwhile (the report was purged): nothing is sent
 
     text, html = email.body_text, email.body_html
     if email.needs_status_link and email.report_id:
@@ -298,7 +339,7 @@ def deliver(email_id: int, now=None) -> bool:
         email.attempts = settings.EMAIL_MAX_ATTEMPTS
         email.mark_failed_attempt(now, "The configured mailer cannot send PGP/MIME, so this encrypted email was "
                                        "not sent. Use SMTP or Amazon SES (see the README).")
-        return True
+        return None
     subject = email.subject
     if encrypt_to:
         # The Subject travels outside the encryption: say nothing there but the tracking ID,
@@ -312,22 +353,18 @@ def deliver(email_id: int, now=None) -> bool:
                             to=[email.to], headers=headers, **extra)
     if html and not encrypt_to:
         message.attach_alternative(html, "text/html")
-    try:
-        message.send()
-    except Exception as exc:  # noqa: BLE001 - any provider failure is recorded and retried
-        log.warning("Sending email %s (attempt %s) failed: %s", email.pk, email.attempts, exc)
-        email.mark_failed_attempt(now, f"{type(exc).__name__}: {exc}")
-        return True
-    status = getattr(message, "anymail_status", None)
-    email.mark_sent(now, getattr(status, "message_id", None) or "")
-    return True
+    return message
 
 
 def _fresh_status_url(email: OutboundEmail, now) -> str:
-    """Mint the link this email carries; a link minted by a failed attempt is revoked."""
+    """Mint the link this email carries.
+
+    A link minted by an earlier attempt of the same email stays valid: that attempt may
+    have reached the reporter (the provider accepted it, then the worker died before the
+    row was marked sent), and its link must keep working. Only the lost-link flow revokes
+    links. The row remembers the latest link.
+    """
     with transaction.atomic():
-        if email.status_link_id:
-            StatusLink.objects.filter(pk=email.status_link_id).update(revoked_at=now)
         email.status_link, token = StatusLink.issue(email.report, now=now)
         email.save(update_fields=["status_link"])
     return StatusLink.url(token)

@@ -48,6 +48,9 @@ def check_encrypted(text: str, *, max_output: int = pgp.TEXT_MAX_OUTPUT) -> "pgp
     if not pgp.team_fingerprint():
         raise ValidationError("This looks like a PGP message, but this portal has no team key yet. Send the text "
                               "unencrypted, or email us to agree on a key.", code="no_team_key")
+    # Reading our keyring first: when gpg itself cannot run, that is our fault, not the
+    # message's, and its PGPError reaches the view (the form comes back with a 503).
+    pgp.team_key()
     try:
         return pgp.check_encrypted_to_team(text, max_output=max_output)
     except pgp.PGPError as error:

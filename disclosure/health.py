@@ -1,99 +1,214 @@
-"""/healthz for uptime monitors: is the portal able to do its job? No secrets in it."""
+"""/healthz for uptime monitors: is the portal able to do its job? No secrets in it.
 
+Always a JSON answer: 200 when every component works, 503 naming the failing ones
+(``failing``, with a sentence each in ``problems``), never an error page. Each check is
+guarded, so one broken component (the database, Redis, gpg) cannot hide the others. The
+fields are described in the README (Operations).
+"""
+
+import logging
+import threading
+import time
 from datetime import UTC, datetime
 
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
+from django_q.brokers import get_broker
+
+from disclosure import pgp, ratelimits, tasks
+from disclosure.models import OutboundEmail, Programme
+
+log = logging.getLogger(__name__)
 
 SWEEP_STALE_SECONDS = 600
-KEY_CACHE_SECONDS = 300
 # A rate-limit store failure seen by this process within this long makes the portal "degraded".
 RATE_LIMIT_STORE_RECENT_SECONDS = 300
+GPG_CHECK_SECONDS = 60
+STORAGE_FAILURE_SECONDS = 300
+STORAGE_FAILURE_KEY = "disclosure:health:storage-failure"
 
 
+# --- What requests report: a submission or message that could not be stored -----------------
+_storage_failure: dict = {}
+_lock = threading.Lock()
+
+
+def storage_failed(what: str, error: BaseException, now=None) -> None:
+    """Record that storing ``what`` failed: logged at ERROR, and shown by /healthz as a
+    problem for ``STORAGE_FAILURE_SECONDS``. Kept in this process, and in the shared cache
+    when it works, so a monitor asking another web process sees it too."""
+    now = now or timezone.now()
+    log.error("Storing %s failed; nothing was saved and the sender was asked to try again: %s: %s",
+              what, type(error).__name__, error, exc_info=error)
+    record = {"at": now.isoformat(), "what": what, "error": type(error).__name__}
+    with _lock:
+        _storage_failure.clear()
+        _storage_failure.update(record)
+    try:
+        cache.set(STORAGE_FAILURE_KEY, record, STORAGE_FAILURE_SECONDS)
+    except Exception:  # noqa: BLE001, S110 - the cache may be what is down; this process still knows
+        pass
+
+
+def _recent_storage_failure(now, cached) -> dict | None:
+    with _lock:
+        records = [dict(_storage_failure)] if _storage_failure else []
+    if isinstance(cached, dict) and "at" in cached:
+        records.append(cached)
+    recent = [r for r in records if (now - datetime.fromisoformat(r["at"])).total_seconds() < STORAGE_FAILURE_SECONDS]
+    return max(recent, key=lambda r: r["at"]) if recent else None
+
+
+# --- gpg: checked at most once a minute per process ----------------------------------------
+_gpg_checked: dict = {}
+
+
+def _probe_gpg() -> tuple[str, str | None]:
+    """``(state, problem)``: the gpg binary runs and, with a team key, encrypts to it."""
+    fingerprint = pgp.team_fingerprint()
+    try:
+        gpg = pgp.team_gpg()
+        if not fingerprint:
+            gpg.list_keys()  # the binary runs (reporters' keys and their email still need it)
+            return "no team key configured", None
+        result = gpg.encrypt(b"disclosure health probe", [fingerprint], armor=False, always_trust=True)
+    except Exception as error:  # noqa: BLE001 - gone, unreadable keyring, ...: reported, not raised
+        return "unusable", f"gpg cannot run: {type(error).__name__}: {error}"
+    if not result.ok:
+        return "unusable", f"gpg cannot encrypt to the team key {fingerprint}: {result.status or 'no output'}"
+    return "ok", None
+
+
+def _gpg_state() -> tuple[str, str | None]:
+    key = (str(settings.GNUPG_HOME), settings.TEAM_KEY_FINGERPRINT)
+    now = time.monotonic()
+    with _lock:
+        hit = _gpg_checked.get(key)
+    if hit and now - hit[0] < GPG_CHECK_SECONDS:
+        return hit[1]
+    state = _probe_gpg()
+    with _lock:
+        _gpg_checked.clear()
+        _gpg_checked[key] = (now, state)
+    return state
+
+
+def forget() -> None:
+    """Drop what this process remembers (tests)."""
+    with _lock:
+        _gpg_checked.clear()
+        _storage_failure.clear()
+
+
+# --- The other components ---------------------------------------------------------------------
 def _queue_backlog() -> int | None:
-    from django_q.brokers import get_broker
-
     try:
         return get_broker().queue_size()
     except Exception:  # noqa: BLE001 - a broken broker is reported, not raised
         return None
 
 
-def _cached(key: str, default):
-    """A cache read that survives a cache it cannot reach (with Redis, the cache is also the
-    rate-limit store, reported below)."""
-    from disclosure.ratelimits import STORE_ERRORS
-
-    try:
-        return cache.get(key, default)
-    except STORE_ERRORS:
-        return default
-
-
-def _key_days(now) -> int | None:
-    from disclosure.ratelimits import STORE_ERRORS
-
-    days = _cached("disclosure:health:key-days", "missing")
-    if days == "missing":
-        from disclosure import pgp
-
-        key = pgp.team_key() if pgp.team_fingerprint() else None
-        days = (key.expires - now).days if key is not None and key.expires else None
-        try:
-            cache.set("disclosure:health:key-days", days, KEY_CACHE_SECONDS)
-        except STORE_ERRORS:
-            pass
-    return days
-
-
-def _rate_limit_store(body: dict, now) -> bool:
-    """Probe the rate-limit store and report what this process saw of it; True while a
-    failure is recent (requests are then let through unlimited, staff login aside)."""
-    from disclosure import ratelimits
-
+def _rate_limit_store(now) -> tuple[str, str | None]:
+    """Probe the rate-limit store and say what this process saw of it: ``(state, failed
+    at)``, "unreachable" while a failure is recent (requests are then let through
+    unlimited, staff login aside)."""
     ratelimits.probe_store()
     last = ratelimits.store_failures()["last"]
-    recent = last is not None and now.timestamp() - last < RATE_LIMIT_STORE_RECENT_SECONDS
-    body["rate_limit_store"] = "unreachable" if recent else "ok"
-    body["rate_limit_store_failed_at"] = datetime.fromtimestamp(last, tz=UTC).isoformat() if recent else None
-    return recent
+    if last is not None and now.timestamp() - last < RATE_LIMIT_STORE_RECENT_SECONDS:
+        return "unreachable", datetime.fromtimestamp(last, tz=UTC).isoformat()
+    return "ok", None
+
+
+def _guarded(read, default=None):
+    """``(value, worked)``: ``read()``, or ``default`` when it raised."""
+    try:
+        return read(), True
+    except Exception:  # noqa: BLE001 - reported by the caller, never raised
+        log.warning("A /healthz check failed", exc_info=True)
+        return default, False
+
+
+def _database() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return True
 
 
 @require_safe
 def healthz(request):
-    from disclosure import tasks
-    from disclosure.models import OutboundEmail, Programme
-
-    now = timezone.now()
-    body = {"status": "ok"}
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
-        body["database"] = "ok"
-    except Exception:  # noqa: BLE001
-        return JsonResponse({"status": "down", "database": "unreachable"}, status=503)
-    body["queue_backlog"] = _queue_backlog()
-    last = _cached(tasks.LAST_SWEEP_KEY, None)
-    body["last_sweep_seconds_ago"] = int((now - datetime.fromisoformat(last)).total_seconds()) if last else None
-    body["emails_failed"] = OutboundEmail.objects.filter(state=OutboundEmail.State.FAILED).count()
-    body["team_key_expires_in_days"] = _key_days(now)
-    expires = Programme.objects.filter(pk=1).values_list("securitytxt_expires_at", flat=True).first()
-    body["securitytxt_expires_in_days"] = (expires - now).days if expires else None
-    problems = []
-    if _rate_limit_store(body, now):
-        problems.append("the rate-limit store is unreachable: only staff login is limited (per process)")
-    if body["last_sweep_seconds_ago"] is None or body["last_sweep_seconds_ago"] > SWEEP_STALE_SECONDS:
-        problems.append("the queue worker has not swept recently")
-    if body["queue_backlog"] is None:
-        problems.append("the queue broker is unreachable")
-    if body["team_key_expires_in_days"] is not None and body["team_key_expires_in_days"] < 14:
-        problems.append("the team key expires soon")
-    if problems:
-        body.update(status="degraded", problems=problems)
-    response = JsonResponse(body, status=503 if problems else 200)
+        body = _health(timezone.now())
+    except Exception as error:  # noqa: BLE001 - a bug here must still answer the monitor in JSON
+        log.exception("/healthz failed")
+        body = {"status": "down", "failing": ["healthz"],
+                "problems": [f"the health check itself failed ({type(error).__name__})"]}
+    response = JsonResponse(body, status=503 if body.get("failing") else 200)
     response["Cache-Control"] = "no-store"
     return response
+
+
+def _health(now) -> dict:
+    failing, problems = [], []
+
+    def fail(component, problem):
+        failing.append(component)
+        problems.append(problem)
+
+    _, database_ok = _guarded(_database)
+    if not database_ok:
+        fail("database", "the database is unreachable")
+    last, cache_ok = _guarded(lambda: cache.get_many([tasks.LAST_SWEEP_KEY, STORAGE_FAILURE_KEY]), {})
+    if not cache_ok:
+        fail("cache", "the cache is unreachable")
+    backlog = _queue_backlog()
+    if backlog is None:
+        fail("broker", "the queue broker is unreachable")
+    rate_limit_store, rate_limit_failed_at = _rate_limit_store(now)
+    if rate_limit_failed_at:
+        fail("rate_limit_store", "the rate-limit store is unreachable: only staff login is limited (per process)")
+    gpg, gpg_problem = _gpg_state()
+    if gpg_problem:
+        fail("gpg", f"{gpg_problem}: reports cannot be stored encrypted and email cannot be signed")
+
+    swept = last.get(tasks.LAST_SWEEP_KEY)
+    seconds = _guarded(lambda: int((now - datetime.fromisoformat(swept)).total_seconds()))[0] if swept else None
+    if cache_ok and (seconds is None or seconds > SWEEP_STALE_SECONDS):
+        fail("worker", "the queue worker has not swept recently")
+
+    storage = _guarded(lambda: _recent_storage_failure(now, last.get(STORAGE_FAILURE_KEY)))[0]
+    if storage:
+        fail("storage", f"storing {storage['what']} failed at {storage['at']} ({storage['error']})")
+
+    failed_emails = key_days = securitytxt_days = None
+    if database_ok:
+        failed_emails = _guarded(OutboundEmail.objects.filter(state=OutboundEmail.State.FAILED).count)[0]
+        expires = _guarded(lambda: Programme.objects.filter(pk=1).values_list(
+            "securitytxt_expires_at", flat=True).first())[0]
+        securitytxt_days = (expires - now).days if expires else None
+    if gpg == "ok":
+        key = _guarded(pgp.team_key)[0]  # remembered until the keyring changes
+        key_days = (key.expires - now).days if key is not None and key.expires else None
+        if key is not None and key.expires_soon(now):
+            fail("team_key", f"the team key expires in {key_days} days")
+
+    body = {
+        "status": "ok" if not failing else ("down" if not database_ok else "degraded"),
+        "database": "ok" if database_ok else "unreachable",
+        "cache": "ok" if cache_ok else "unreachable",
+        "queue_backlog": backlog,
+        "rate_limit_store": rate_limit_store,
+        "rate_limit_store_failed_at": rate_limit_failed_at,
+        "gpg": gpg,
+        "last_sweep_seconds_ago": seconds,
+        "emails_failed": failed_emails,
+        "last_storage_failure": storage["at"] if storage else None,
+        "team_key_expires_in_days": key_days,
+        "securitytxt_expires_in_days": securitytxt_days,
+    }
+    if failing:
+        body.update(failing=failing, problems=problems)
+    return body

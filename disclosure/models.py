@@ -7,6 +7,7 @@ transaction and delivered by the task queue after commit.
 """
 
 import hashlib
+import logging
 import mimetypes
 import re
 import uuid
@@ -16,7 +17,7 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.files.base import ContentFile
 from django.core.validators import RegexValidator, validate_email
-from django.db import IntegrityError, connection, models, transaction
+from django.db import DatabaseError, IntegrityError, connection, models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.db.models.signals import post_delete
@@ -28,6 +29,8 @@ from disclosure import sla, tokens
 from disclosure.pgp import sealing
 from disclosure.severity import priority_for, score_vector
 from disclosure.uploads import removed_on_failure, safe_filename
+
+log = logging.getLogger(__name__)
 
 
 class Status(models.TextChoices):
@@ -1218,8 +1221,23 @@ class OutboundEmail(models.Model):
         """Take this attempt (compare-and-set); False when another worker has it or it is done.
 
         Claiming pushes ``next_attempt_at`` past the task timeout, so an attempt whose worker
-        died is retried by the sweep rather than lost.
+        died is retried by the sweep rather than lost. A row that has used up
+        ``EMAIL_MAX_ATTEMPTS`` is never claimed again: its last attempt ended without
+        recording an outcome (the worker died, or recording failed), so it is marked failed
+        here, with that reason, where staff and /healthz see it.
         """
+        if self.attempts >= settings.EMAIL_MAX_ATTEMPTS:
+            reason = (f"Gave up after {self.attempts} attempts: the last one ended without recording its outcome "
+                      "(the worker stopped or the database failed between claiming and recording it).")
+            if self.last_error:
+                reason += f" Earlier error: {self.last_error}"
+            given_up = OutboundEmail.objects.filter(
+                pk=self.pk, state=self.State.PENDING, attempts=self.attempts, next_attempt_at__lte=now,
+            ).update(state=self.State.FAILED, last_error=reason[:2000])
+            if given_up:
+                self.state, self.last_error = self.State.FAILED, reason[:2000]
+                log.error("Email %s: %s", self.pk, reason)
+            return False
         lease = timedelta(seconds=settings.Q_CLUSTER["timeout"] * 2)
         claimed = OutboundEmail.objects.filter(
             pk=self.pk, state=self.State.PENDING, attempts=self.attempts, next_attempt_at__lte=now,
@@ -1307,7 +1325,10 @@ class Programme(models.Model):
     @classmethod
     def public_contact(cls) -> str:
         """The first security contact, shown on every page."""
-        row = cls.objects.filter(pk=1).values_list("contact_emails", flat=True).first()
+        try:
+            row = cls.objects.filter(pk=1).values_list("contact_emails", flat=True).first()
+        except DatabaseError:  # the database is down: pages that say so must still render
+            return settings.SECURITY_TEAM_EMAIL
         return next((line.strip() for line in (row or "").splitlines() if line.strip()), settings.SECURITY_TEAM_EMAIL)
 
     @property

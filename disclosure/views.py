@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core import signing
 from django.core.exceptions import PermissionDenied
+from django.db import DatabaseError
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
@@ -15,7 +16,7 @@ from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_http_methods, require_safe
 
-from disclosure import export, pgp, securitytxt
+from disclosure import export, health, pgp, securitytxt
 from disclosure.forms import CreditForm, FollowUpForm, LostLinkForm, ReporterKeyForm, ReportForm
 from disclosure.models import Attachment, Message, Programme, Report, StatusLink
 from disclosure.ratelimits import check as check_rate
@@ -24,6 +25,12 @@ from disclosure.ratelimits import limit, refuse_if_blocked
 RECEIPT_COOKIE = "vdp_receipt"
 RECEIPT_SALT = "disclosure.receipt"
 RECEIPT_MAX_AGE = 3600
+
+# What storing a submission or message can fail with when a part of the portal is down:
+# the upload folder (OSError), gpg or the team keyring (PGPError, or OSError when the
+# binary vanished), the database. The person gets the form back with what they typed.
+STORAGE_ERRORS = (OSError, pgp.PGPError, DatabaseError)
+RETRY_AFTER_SECONDS = 300
 
 
 def _private(response):
@@ -51,24 +58,43 @@ def report_form(request):
         refuse_if_blocked(request, "submit")
         refuse_if_blocked(request, "form_post")
     form = ReportForm(request.POST, request.FILES) if request.method == "POST" else ReportForm()
-    if request.method == "POST" and not form.is_valid():
-        check_rate(request, "form_post")
-    elif request.method == "POST":
-        check_rate(request, "submit")
-        report, token = Report.submit(
-            fields=form.report_fields(),
-            files=form.cleaned_data["attachments"],
-            submission_key=form.cleaned_data["submission_id"],
-        )
-        response = redirect("report-received")
-        response.set_signed_cookie(
-            RECEIPT_COOKIE, signing.dumps({"id": report.pk, "token": token}, compress=True),
-            salt=RECEIPT_SALT, max_age=RECEIPT_MAX_AGE, path="/report/received/",
-            secure=settings.SESSION_COOKIE_SECURE, httponly=True, samesite="Strict",
-        )
-        return response
+    if request.method == "POST":
+        try:
+            if form.is_valid():
+                check_rate(request, "submit")
+                report, token = Report.submit(
+                    fields=form.report_fields(),
+                    files=form.cleaned_data["attachments"],
+                    submission_key=form.cleaned_data["submission_id"],
+                )
+                return _received(report, token)
+            check_rate(request, "form_post")
+        except STORAGE_ERRORS as error:
+            # Nothing was saved (see Report.submit): the researcher gets everything they
+            # typed back, and the team is alerted (log and /healthz).
+            health.storage_failed("a report", error)
+            return _not_stored(render(request, "disclosure/report_form.html", {"form": form, "not_stored": True},
+                                      status=503))
     status = 400 if request.method == "POST" else 200
     return render(request, "disclosure/report_form.html", {"form": form}, status=status)
+
+
+def _received(report, token):
+    response = redirect("report-received")
+    response.set_signed_cookie(
+        RECEIPT_COOKIE, signing.dumps({"id": report.pk, "token": token}, compress=True),
+        salt=RECEIPT_SALT, max_age=RECEIPT_MAX_AGE, path="/report/received/",
+        secure=settings.SESSION_COOKIE_SECURE, httponly=True, samesite="Strict",
+    )
+    return response
+
+
+def _not_stored(response):
+    """The page a person gets back when what they sent could not be stored: their form,
+    filled in again, with a 503 that says when to try again."""
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    response["Cache-Control"] = "no-store, private"
+    return response
 
 
 @require_safe
@@ -125,16 +151,25 @@ def _status_context(report, token, form, **forms) -> dict:
 
 @require_http_methods(["GET", "HEAD", "POST"])
 def status(request, token):
-    report = _report_for(request, token, count_hit=request.method == "POST")
     form = FollowUpForm(request.POST, request.FILES) if request.method == "POST" else FollowUpForm()
+    try:
+        report = _report_for(request, token, count_hit=request.method == "POST")
+    except DatabaseError as error:
+        if request.method != "POST":
+            raise
+        return _message_not_stored(request, token, form, error)
     if request.method == "POST":
         check_rate(request, "message")
         if not report.is_open:
             form.add_error(None, "This report is closed. If something new came up, please submit a new report.")
-        elif form.is_valid():
-            report.add_reporter_message(form.cleaned_data["body"], form.cleaned_data["attachments"])
-            messages.success(request, "Your message was sent to the security team.")
-            return redirect("status", token=token)
+        else:
+            try:
+                if form.is_valid():
+                    report.add_reporter_message(form.cleaned_data["body"], form.cleaned_data["attachments"])
+                    messages.success(request, "Your message was sent to the security team.")
+                    return redirect("status", token=token)
+            except STORAGE_ERRORS as error:
+                return _message_not_stored(request, token, form, error, report)
     status_code = 400 if request.method == "POST" else 200
     return _private(render(request, "disclosure/status.html", _status_context(report, token, form),
                            status=status_code))
@@ -149,6 +184,23 @@ def status_submitted(request, token):
         "report": report, "token": token, "content": report.content(),
         "attachments": report.attachments.filter(message__isnull=True), "messages_sent": messages_sent,
     }))
+
+
+def _message_not_stored(request, token, form, error, report=None):
+    """A follow-up message that could not be stored: nothing was saved; the status page
+    again with the message as typed, or, when the page itself needs what is down (the
+    database, gpg to show sealed text), the message form alone."""
+    health.storage_failed("a reporter's message", error)
+    response = None
+    if report is not None:
+        try:
+            context = {**_status_context(report, token, form), "not_stored": True}
+            response = render(request, "disclosure/status.html", context, status=503)
+        except STORAGE_ERRORS:
+            response = None
+    if response is None:
+        response = render(request, "disclosure/message_not_stored.html", {"form": form, "token": token}, status=503)
+    return _private(_not_stored(response))
 
 
 def _download(attachment: Attachment):

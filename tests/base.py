@@ -18,7 +18,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import TestCase, override_settings
 
-from disclosure import pgp, securitytxt
+from disclosure import health, pgp, securitytxt
 from disclosure.models import Attachment, Report
 
 # A fixed, ordinary moment: Monday 30 November 2026, 10:00 UTC.
@@ -119,12 +119,14 @@ def without_rate_limit_store(queries) -> list[str]:
 
 def start_afresh(test) -> None:
     """What a test must not inherit from the one before: the caches (rate-limit counters),
-    what this process remembers (the keyring's facts, the served security.txt), and
+    what this process remembers (the keyring's facts, the served security.txt, health
+    checks), and
     uploads (each test stores them in a folder of its own, removed afterwards)."""
     for alias in settings.CACHES:
         caches[alias].clear()
     pgp.forget()
     securitytxt.forget()
+    health.forget()
     upload_dir = tempfile.mkdtemp(prefix="disclosure-test-uploads-")
     test.addCleanup(shutil.rmtree, upload_dir, ignore_errors=True)
     test.enterContext(override_settings(MEDIA_ROOT=upload_dir))

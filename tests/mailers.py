@@ -1,7 +1,10 @@
 """Stand-ins for the mail provider, which is outside our walls."""
 
+import os
+import signal
 from smtplib import SMTPServerDisconnected
 
+from django.core.mail.backends import filebased
 from django.core.mail.backends.base import BaseEmailBackend
 
 
@@ -14,3 +17,13 @@ class ProviderDown(BaseEmailBackend):
 
 DOWN = {"default": {"BACKEND": "tests.mailers.ProviderDown"}}
 WORKING = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+
+
+class AcceptedThenKilled(filebased.EmailBackend):
+    """The mail server accepts the message (written to ``file_path``), then the worker
+    process sending it is killed (SIGKILL) before it can record anything."""
+
+    def send_messages(self, email_messages):
+        sent = super().send_messages(email_messages)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return sent

@@ -66,21 +66,25 @@ class FailingProviderTests(BaseTestCase):
         self.assertEqual(self.receipt().state, "sent")
         self.assertEqual(len(self.emails_to("ada@researcher.example")), 1)
 
-    def test_recovery_delivers_a_working_link_and_revokes_the_undelivered_one(self):
+    def test_recovery_delivers_a_working_link_and_keeps_the_earlier_attempts_link(self):
+        # A failed attempt may still have reached the reporter (the provider took the
+        # message, then the connection broke): a retry never revokes the link it carried.
         with override_settings(MAILERS=DOWN):
             self.submit()
-        undelivered = self.receipt().status_link
+        first_attempt = self.receipt().status_link
         with override_settings(MAILERS=WORKING):
             tasks.sweep(MONDAY_10AM + timedelta(minutes=5))
         receipt = self.receipt()
         self.assertEqual((receipt.state, receipt.attempts), ("sent", 2))
         self.assertEqual(receipt.last_error, "")
-        undelivered.refresh_from_db()
-        self.assertIsNotNone(undelivered.revoked_at)
+        first_attempt.refresh_from_db()
+        self.assertIsNone(first_attempt.revoked_at)
+        self.assertNotEqual(receipt.status_link, first_attempt)
         [message] = self.emails_to("ada@researcher.example")
         token = self.status_token_in(message.body)
         self.assertEqual(self.client.get(f"/status/{token}/").status_code, 200)
-        self.assertEqual(StatusLink.objects.filter(revoked_at__isnull=True).count(), 2)  # screen + email
+        # The confirmation screen's link and one per attempt.
+        self.assertEqual(StatusLink.objects.filter(revoked_at__isnull=True).count(), 3)
 
 
 @time_machine.travel(MONDAY_10AM, tick=False)

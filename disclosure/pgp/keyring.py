@@ -68,15 +68,17 @@ def _prepare_home(path: Path) -> Path:
 
 
 @lru_cache(maxsize=4)
-def _gpg(home: str) -> gnupg.GPG:
-    if shutil.which(settings.GPG_BINARY) is None:
-        raise PGPError(f"the gpg binary ({settings.GPG_BINARY}) was not found")
+def _gpg(binary: str, home: str) -> gnupg.GPG:
+    """A python-gnupg handle per (binary, keyring); python-gnupg runs the binary once to
+    learn its version, so the handle is kept."""
+    if shutil.which(binary) is None:
+        raise PGPError(f"the gpg binary ({binary}) was not found")
     _prepare_home(Path(home))
-    return gnupg.GPG(gpgbinary=settings.GPG_BINARY, gnupghome=home)
+    return gnupg.GPG(gpgbinary=binary, gnupghome=home)
 
 
 def team_gpg() -> gnupg.GPG:
-    return _gpg(str(settings.GNUPG_HOME))
+    return _gpg(settings.GPG_BINARY, str(settings.GNUPG_HOME))
 
 
 @contextmanager
@@ -119,14 +121,15 @@ def team_fingerprint() -> str:
 # What the keyring says about the team key, remembered per process for as long as the
 # keyring files are unchanged: the memo's key is the keyring's state (GNUPG_HOME, the
 # configured fingerprint, and the identity, size and time of the public and secret key
-# stores), so an import, deletion or generation by any process is seen at once.
+# stores, and the gpg binary), so an import, deletion or generation by any process is seen
+# at once.
 # ``forget()`` is its one reset.
 _keyring_memo: dict = {}
 
 
 def _from_keyring(name: str, read):
     home = Path(settings.GNUPG_HOME)
-    key = (name, str(home), team_fingerprint(), _keyring_stamp(home))
+    key = (name, settings.GPG_BINARY, str(home), team_fingerprint(), _keyring_stamp(home))
     if key not in _keyring_memo:
         if len(_keyring_memo) > 32:
             _keyring_memo.clear()

@@ -60,11 +60,19 @@ def seal_file(data: bytes) -> tuple[bytes, bool]:
     return data, False
 
 
+def _can_decrypt() -> bool:
+    """Whether to try decrypting here; gpg missing or a broken keyring reads as "no"."""
+    try:
+        return pgp.can_decrypt()
+    except (pgp.PGPError, OSError):
+        return False
+
+
 def open_file(data: bytes, name: str) -> tuple[bytes, str]:
     """A stored attachment's content and name for a download: decrypted when the team key
     can decrypt here (the ``.asc`` an encrypting browser added is dropped from the name);
     otherwise the stored ciphertext, named so that it reads as one."""
-    if pgp.can_decrypt():
+    if _can_decrypt():
         try:
             return pgp.decrypt(data), strip_encrypted_suffix(name) or "attachment"
         except pgp.PGPError:
@@ -90,7 +98,7 @@ def reveal(text: str) -> Revealed:
     """One stored value, decrypted when it is sealed and the team key can decrypt here."""
     if not pgp.looks_encrypted(text):
         return Revealed(text, False, True)
-    if pgp.can_decrypt():
+    if _can_decrypt():
         try:
             return Revealed(pgp.decrypt(text, max_output=pgp.TEXT_MAX_OUTPUT).decode("utf-8", "replace"), True, True)
         except pgp.PGPError:
@@ -106,7 +114,7 @@ def reveal_fields(values: dict[str, str], sealed_message: str) -> dict[str, Reve
     if not sealed_message:
         return revealed
     inside = None
-    if pgp.can_decrypt():
+    if _can_decrypt():
         try:
             inside = json.loads(pgp.decrypt(sealed_message, max_output=len(values) * pgp.TEXT_MAX_OUTPUT))
         except (pgp.PGPError, ValueError):
