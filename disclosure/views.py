@@ -73,10 +73,19 @@ def report_form(request):
             # Nothing was saved (see Report.submit): the researcher gets everything they
             # typed back, and the team is alerted (log and /healthz).
             health.storage_failed("a report", error)
-            return _not_stored(render(request, "disclosure/report_form.html", {"form": form, "not_stored": True},
-                                      status=503))
+            return _not_stored(render(request, "disclosure/report_form.html",
+                                      {"form": form, "not_stored": True, "team_key": _team_key()}, status=503))
     status = 400 if request.method == "POST" else 200
-    return render(request, "disclosure/report_form.html", {"form": form}, status=status)
+    return render(request, "disclosure/report_form.html", {"form": form, "team_key": _team_key()}, status=status)
+
+
+def _team_key():
+    """The team key for the form's encryption notice (its fingerprint and date, read from
+    the keyring once per keyring change); None when gpg or the keyring cannot say."""
+    try:
+        return pgp.team_key()
+    except (pgp.PGPError, OSError):
+        return None
 
 
 def _received(report, token):

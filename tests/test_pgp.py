@@ -18,7 +18,7 @@ from django.test import override_settings
 from disclosure import pgp
 from disclosure.models import Attachment, OutboundEmail, Report, StatusLink
 from disclosure.pgp.mime import PGPMimeEmail
-from tests.base import MONDAY_10AM, BaseTestCase, make_report, report_data, upload
+from tests.base import LONDON, MONDAY_10AM, BaseTestCase, make_report, report_data, upload
 from tests.pgp_keys import ResearcherKeyring, TeamKeyMixin, export_public, gpg_cli, researcher_key, revoke
 
 SECRET = "SQL injection in /api/search?q= lets anyone read the users table"
@@ -59,6 +59,13 @@ class EncryptedReportsInTests(TeamKeyMixin, BaseTestCase):
                                      recipient or self.fingerprint, *extra, input_bytes=text.encode())
         assert result.returncode == 0, result.stderr
         return result.stdout.decode()
+
+    def test_the_form_shows_the_key_to_check_in_groups_of_four_with_its_date(self):
+        page = self.client.get("/report/", secure=True)
+        grouped = " ".join(self.fingerprint[i:i + 4] for i in range(0, 40, 4))
+        created = pgp.team_key().created.astimezone(LONDON)  # made when the test class started, in real time
+        self.assertContains(page, f'<code class="fingerprint">{grouped}</code>, created {created.day} {created:%B %Y}')
+        self.assertContains(page, '<a href="/pgp-key.txt">How to check it</a>')
 
     def test_a_report_encrypted_with_gpg_is_read_decrypted_by_a_triager(self):
         armored = self.encrypt(SECRET)
