@@ -1,5 +1,6 @@
 """PGP end to end, with the real gpg binary: encrypted reports in, encrypted and signed mail out."""
 
+import base64
 import email
 import email.policy
 import hashlib
@@ -197,9 +198,19 @@ class EncryptedReportsInTests(TeamKeyMixin, BaseTestCase):
 
     @staticmethod
     def armored(data: bytes) -> str:
-        import pysequoia
-
-        return pysequoia.armor(data, pysequoia.ArmorKind.Message)
+        """ASCII armor (RFC 4880 section 6) around raw OpenPGP packets, as a researcher's
+        tool would write it: base64 lines and a CRC-24 checksum."""
+        crc = 0xB704CE
+        for byte in data:
+            crc ^= byte << 16
+            for _ in range(8):
+                crc <<= 1
+                if crc & 0x1000000:
+                    crc ^= 0x1864CFB
+        body = base64.b64encode(data).decode()
+        lines = [body[i:i + 64] for i in range(0, len(body), 64)]
+        checksum = base64.b64encode((crc & 0xFFFFFF).to_bytes(3, "big")).decode()
+        return "-----BEGIN PGP MESSAGE-----\n\n" + "\n".join(lines) + f"\n={checksum}\n-----END PGP MESSAGE-----\n"
 
     def test_a_damaged_message_to_us_and_to_the_researcher_is_refused(self):
         own = researcher_key(self.researcher)
