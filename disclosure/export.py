@@ -63,7 +63,7 @@ def record_export(queryset, actor, export_format: str, *, now=None) -> list[Even
     report it contained: who, when, in which format, and the export it was part of (the
     same ``export_id`` on every report of one export, with their count)."""
     now = now or timezone.now()
-    report_ids = list(queryset.order_by().values_list("pk", flat=True))
+    report_ids = list(queryset.order_by("pk").values_list("pk", flat=True))
     data = {"format": export_format, "export_id": uuid.uuid4().hex, "count": len(report_ids)}
     with transaction.atomic():
         return Event.objects.bulk_create([

@@ -10,6 +10,7 @@ import time_machine
 from django.conf import settings
 from django.db import OperationalError
 from django.test import Client, override_settings
+from django.utils import timezone
 from django_q.conf import Conf
 
 from disclosure import health, tasks
@@ -126,7 +127,15 @@ class RedisCutTests(HealthzMixin, BaseTestCase):
         self.assertEqual(body["status"], "degraded")
         self.assertEqual(body["database"], "ok")
         self.assertEqual((body["cache"], body["queue_backlog"]), ("unreachable", None))
-        self.assertEqual(body["failing"], ["cache", "broker"])
+        # With REDIS_URL, Redis is the cache, the broker and the rate-limit store.
+        self.assertEqual(body["failing"], ["cache", "broker", "rate_limit_store"])
         self.assertIsNone(body["last_sweep_seconds_ago"])  # unknown, not "never"
         self.proxy.restore()
-        self.assertEqual(self.healthz()[0], 200)
+        status, body = self.healthz()
+        # Cache and broker are back at once; the rate-limit store is reported for a few
+        # minutes more, because requests went unlimited then.
+        self.assertEqual((status, body["failing"]), (503, ["rate_limit_store"]), body)
+        later = timezone.now() + timedelta(seconds=health.RATE_LIMIT_STORE_RECENT_SECONDS + 1)
+        with time_machine.travel(later, tick=False):
+            tasks.sweep()
+            self.assertEqual(self.healthz()[0], 200)
