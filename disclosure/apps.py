@@ -9,6 +9,7 @@ class DisclosureConfig(AppConfig):
 
     def ready(self):
         from disclosure import checks  # noqa: F401  (registers the system checks)
+        from disclosure.inbound import checks as inbound_checks  # noqa: F401  (checks, anymail receiver)
         post_migrate.connect(prepare_database, sender=self)
 
 

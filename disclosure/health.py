@@ -83,6 +83,10 @@ def healthz(request):
     body["team_key_expires_in_days"] = _key_days(now)
     expires = Programme.objects.filter(pk=1).values_list("securitytxt_expires_at", flat=True).first()
     body["securitytxt_expires_in_days"] = (expires - now).days if expires else None
+    from disclosure.inbound import imap
+
+    if (inbound := imap.health(now)) is not None:
+        body["inbound_mail"] = inbound
     problems = []
     if _rate_limit_store(body, now):
         problems.append("the rate-limit store is unreachable: only staff login is limited (per process)")
