@@ -328,3 +328,36 @@ class IngestEmailCommandTests(BaseTestCase):
                                         data_dir, DATABASE_URL="postgres://nobody@127.0.0.1:9/none", DEBUG="true"))
         self.assertEqual(result.returncode, 75, result.stderr)
         self.assertIn(b"the MTA should retry", result.stderr)
+
+
+@override_settings(SECURITY_TEAM_EMAIL=TEAM)
+class StaffSeeInboundMailTests(BaseTestCase):
+    def test_the_inbound_mail_log_and_the_queues_channel_column_and_filter(self):
+        with self.captureOnCommitCallbacks(execute=True):
+            take(fixture("plain.eml"))
+            take(fixture("auto-reply.eml"))
+            make_report(title="Form report")
+        self.login(self.lead)
+        log = self.client.get("/admin/disclosure/inboundmail/")
+        self.assertContains(log, "Ignored: auto-reply")
+        self.assertContains(log, "New report")
+        row = InboundMail.objects.get(outcome="auto_reply")
+        self.assertContains(self.client.get(f"/admin/disclosure/inboundmail/{row.pk}/change/"), "Auto-Submitted: auto-replied")
+        self.assertEqual(self.client.get("/admin/disclosure/inboundmail/add/").status_code, 403)
+        emailed = self.client.get("/admin/disclosure/report/?channel__exact=email").content.decode()
+        self.assertIn("SQL injection in /search", emailed)
+        self.assertNotIn("Form report", emailed)
+        self.assertIn("channel", self.client.get("/admin/disclosure/report/").content.decode().lower())
+
+    def test_exports_name_the_channel(self):
+        from disclosure.export import CSV_FIELDS, csv_rows
+
+        with self.captureOnCommitCallbacks(execute=True):
+            take(fixture("plain.eml"))
+        [values] = list(csv_rows(Report.objects.all()))
+        self.assertEqual(values[CSV_FIELDS.index("channel")], "email")
+
+    def test_security_txt_still_lists_the_mailbox_first(self):
+        body = self.client.get("/.well-known/security.txt").content.decode()
+        contacts = [line.split(":", 1)[1].strip() for line in body.splitlines() if line.startswith("Contact:")]
+        self.assertEqual(contacts[0], f"mailto:{TEAM}")
