@@ -69,7 +69,7 @@ class InboundPgpTests(TeamKeyMixin, BaseTestCase):
         self.assertTrue(original.encrypted)
 
     def test_inline_pgp_encrypted_to_the_team_is_decrypted(self):
-        armored = self.encrypted("Inline secret: SSRF via /fetch?url=".encode())
+        armored = self.encrypted(b"Inline secret: SSRF via /fetch?url=")
         raw = (HEADERS.format(subject="Inline", mid="inline-1", extra="")
                + "Content-Type: text/plain; charset=utf-8\r\n\r\n" + armored.replace("\n", "\r\n")).encode()
         self.file(raw)

@@ -104,7 +104,6 @@ def file(inbound_id: int, *, now=None) -> InboundMail:
         mail = parse.parse(raw)
         decision = classify.classify(mail)
         filing = _Filing(row, mail, raw)
-        stored_before = set()
         try:
             {
                 Outcome.REPORT: filing.new_report,
@@ -113,7 +112,7 @@ def file(inbound_id: int, *, now=None) -> InboundMail:
                 Outcome.BOUNCE: filing.bounce,
             }.get(decision.outcome, filing.ignore)(decision)
         except BaseException:
-            filing.remove_files(stored_before)
+            filing.remove_files()
             raise
         row.state, row.filed_at = InboundMail.State.DONE, now or timezone.now()
         row.save()
@@ -130,7 +129,8 @@ class _Filing:
         self.notes = list(self.mail.notes)
         self.created_files = []
 
-    def remove_files(self, _):
+    def remove_files(self):
+        """Files written for what this filing created: its transaction is rolling back."""
         for attachment in self.created_files:
             attachment.file.delete(save=False)
 
