@@ -187,6 +187,25 @@ SECURITY_TEAM_EMAIL = env_str("SECURITY_TEAM_EMAIL", f"security@{_mail_domain}")
 EMAIL_MAX_ATTEMPTS = env_int("EMAIL_MAX_ATTEMPTS", 6, minimum=1)
 EMAIL_RETRY_SECONDS = env_int("EMAIL_RETRY_SECONDS", 60, minimum=1)
 
+# --- Inbound mail (security@ as an intake channel; see disclosure/inbound/) ----------------
+# An IMAP mailbox polled every minute: imaps://user@host:993/INBOX (user percent-encoded,
+# e.g. security%40example.com). imap:// (no TLS) is for a server on this host only.
+INBOUND_IMAP_URL = env_str("INBOUND_IMAP_URL").strip()
+INBOUND_IMAP_PASSWORD = env_secret("INBOUND_IMAP_PASSWORD")
+# XOAUTH2 instead of a password: a file holding a current bearer token (renewed by the
+# provider's tooling; read at every poll).
+INBOUND_IMAP_OAUTH2_TOKEN_FILE = env_str("INBOUND_IMAP_OAUTH2_TOKEN_FILE").strip()
+INBOUND_DONE_FOLDER = env_str("INBOUND_DONE_FOLDER", "Processed").strip()
+# A larger message still becomes a report from its headers and text; its attachments are dropped.
+INBOUND_MAX_BYTES = env_int("INBOUND_MAX_BYTES", 30 * 1024 * 1024, minimum=64 * 1024)
+# New reports by email per sender and in all, per hour; more are filed as held for review
+# (no receipt, so the portal is not a backscatter source).
+INBOUND_SENDER_REPORTS_PER_HOUR = env_int("INBOUND_SENDER_REPORTS_PER_HOUR", 5, minimum=1)
+INBOUND_REPORTS_PER_HOUR = env_int("INBOUND_REPORTS_PER_HOUR", 60, minimum=1)
+# The authserv-id of your receiving server's Authentication-Results header: a message it
+# marks dmarc=fail is filed as likely spam, without a receipt. Unset: not checked.
+INBOUND_TRUSTED_AUTHSERV_ID = env_str("INBOUND_TRUSTED_AUTHSERV_ID").strip().lower()
+
 # --- The programme ---------------------------------------------------------------------
 ORGANISATION_NAME = env_str("ORGANISATION_NAME", "Example Ltd")
 TRACKING_ID_PREFIX = env_str("TRACKING_ID_PREFIX", "VDP")

@@ -15,5 +15,7 @@ urlpatterns = [
     path("admin/2fa/", limit("login")(two_factor.two_factor), name="staff-2fa"),
     path("admin/metrics/", admin.site.admin_view(staff_views.metrics), name="staff-metrics"),
     path("admin/", admin.site.urls),
+    # Mail providers' inbound webhooks (/anymail/<esp>/inbound/): disclosure/inbound/webhooks.py
+    path("anymail/", include("anymail.urls")),
     path("", include("disclosure.urls")),
 ]

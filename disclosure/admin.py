@@ -27,6 +27,7 @@ from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
 from disclosure.duplicates import likely_duplicates
+from disclosure.inbound.admin import channel_label  # also registers the Inbound mail admin
 from disclosure.models import (
     Attachment,
     OutboundEmail,
@@ -136,9 +137,9 @@ class OpenFilter(admin.SimpleListFilter):
 
 @admin.register(Report)
 class ReportAdmin(admin.ModelAdmin):
-    list_display = ("tracking_id", "title", "status", "priority_badge", "sla_badge", "assignee", "age")
+    list_display = ("tracking_id", "title", "status", "priority_badge", "sla_badge", "assignee", "age", channel_label)
     list_display_links = ("tracking_id", "title")
-    list_filter = (SlaStateFilter, OpenFilter, "status", "severity", "priority", AssigneeFilter)
+    list_filter = (SlaStateFilter, OpenFilter, "status", "severity", "priority", AssigneeFilter, "channel")
     search_fields = ("=tracking_id", "title", "reporter_email", "asset")
     list_select_related = ("assignee",)
     list_per_page = 50

@@ -11,6 +11,8 @@ class DisclosureConfig(AppConfig):
 
     def ready(self):
         from disclosure import checks  # noqa: F401  (registers the system checks)
+        from disclosure.inbound import checks as inbound_checks  # noqa: F401  (registers the inbound checks)
+        from disclosure.inbound import webhooks  # noqa: F401  (connects the anymail inbound receiver)
         post_migrate.connect(prepare_database, sender=self)
 
 

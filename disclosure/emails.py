@@ -30,6 +30,7 @@ from django_q.conf import Conf
 from django_q.tasks import async_task
 
 from disclosure import pgp, sla
+from disclosure.inbound import tags
 from disclosure.metrics import sla_metrics
 from disclosure.models import SLA_ESCALATIONS, SLA_WARNINGS, Event, OutboundEmail, Report, SlaState, StatusLink
 from disclosure.pgp import mime
@@ -328,7 +329,7 @@ def _message(email: OutboundEmail, now):
         "In-Reply-To": email.references,
         "References": email.references,
         "Auto-Submitted": "auto-generated",
-        "Reply-To": settings.SECURITY_TEAM_EMAIL,
+        "Reply-To": tags.reply_to(email),
     }
     report = email.report
     encrypt_to = report.reporter_key if (report is not None and report.reporter_key

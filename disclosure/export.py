@@ -15,7 +15,7 @@ from disclosure.pgp.sealing import reveal
 
 CSV_FIELDS = [
     "tracking_id", "title", "status", "severity", "priority", "cvss_vector", "cvss_score", "cwe", "cve_id",
-    "asset", "vulnerability_type", "reporter_name", "reporter_email", "assignee", "received_at",
+    "channel", "asset", "vulnerability_type", "reporter_name", "reporter_email", "assignee", "received_at",
     "acknowledged_at", "assessed_at", "resolved_at", "disclosed_at", "closed_at", "ack_due_at", "ack_milestone",
     "assess_due_at", "assess_milestone", "duplicate_of", "planned_disclosure_date",
 ]

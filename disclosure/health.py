@@ -20,6 +20,7 @@ from django.views.decorators.http import require_safe
 from django_q.brokers import get_broker
 
 from disclosure import pgp, ratelimits, tasks
+from disclosure.inbound import imap
 from disclosure.models import OutboundEmail, Programme
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,12 @@ def _health(now) -> dict:
     if storage:
         fail("storage", f"storing {storage['what']} failed at {storage['at']} ({storage['error']})")
 
+    inbound = _guarded(lambda: imap.health(now))[0]  # None unless a mailbox is configured
+    if inbound is not None:
+        polled = inbound["last_poll_seconds_ago"]
+        if polled is None or polled > SWEEP_STALE_SECONDS:
+            fail("inbound_mail", "mail to the security address has not been read recently")
+
     failed_emails = key_days = securitytxt_days = None
     if database_ok:
         failed_emails = _guarded(OutboundEmail.objects.filter(state=OutboundEmail.State.FAILED).count)[0]
@@ -209,6 +216,8 @@ def _health(now) -> dict:
         "team_key_expires_in_days": key_days,
         "securitytxt_expires_in_days": securitytxt_days,
     }
+    if inbound is not None:
+        body["inbound_mail"] = inbound
     if failing:
         body.update(failing=failing, problems=problems)
     return body

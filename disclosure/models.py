@@ -136,6 +136,17 @@ class SlaState(models.TextChoices):
     MET_LATE = "met_late", "Met late"
 
 
+class Channel(models.TextChoices):
+    FORM = "form", "Form"
+    EMAIL = "email", "Email"
+
+
+class IntakeHold(models.TextChoices):
+    NONE = "", "None"
+    RATE_LIMITED = "rate_limited", "Held for review: over the email limits"
+    DMARC_FAILED = "dmarc_failed", "Likely spam: DMARC failed"
+
+
 class Credit(models.TextChoices):
     NONE = "none", "Do not credit me"
     NAME = "name", "Credit me by the name below"
@@ -302,6 +313,19 @@ class Report(models.Model):
         "Exempts the report from the automatic purge of closed reports (for example during legal proceedings)."))
     purged_at = models.DateTimeField(null=True, blank=True, editable=False,
                                      help_text="When the reporter's content and contact details were deleted.")
+
+    # Intake by email (disclosure/inbound/).
+    channel = models.CharField(max_length=10, choices=Channel.choices, default=Channel.FORM, db_index=True,
+                               help_text="How the report arrived: the web form or an email to the team's address.")
+    intake_hold = models.CharField("held on arrival", max_length=20, choices=IntakeHold.choices, blank=True,
+                                   default="", help_text=(
+                                       "Why an emailed report was filed without a receipt: more reports by email "
+                                       "than the hourly limits allow, or a failed DMARC check."))
+    reply_tag = models.CharField(max_length=32, unique=True, null=True, blank=True, editable=False, help_text=(
+        "The tag in the Reply-To address of email to the reporter (security+<tag>@...): a truncated HMAC of "
+        "the report under SECRET_KEY, so replies find their report."))
+    reporter_email_bounced_at = models.DateTimeField(null=True, blank=True, editable=False, help_text=(
+        "When an email to the reporter last bounced: their address may be wrong."))
 
     # Hash of the one-time form nonce, so a double submit finds the first report.
     submission_key_hash = models.CharField(max_length=64, unique=True, null=True, blank=True, editable=False)
@@ -805,8 +829,11 @@ class Report(models.Model):
                                              created_at=now)
             return self.record(Event.Kind.NOTE, actor=actor, now=now, message=message)
 
-    def add_reporter_message(self, body: str, files=(), *, now=None):
-        """A follow-up from the reporter; answers a pending question and resumes the clock."""
+    def add_reporter_message(self, body: str, files=(), *, now=None, data=None, answers=True):
+        """A follow-up from the reporter; answers a pending question and resumes the clock.
+
+        ``data`` is kept on the event (an emailed message's sender and signature check);
+        ``answers=False`` files it without ending a pause (mail from another address)."""
         from disclosure import emails  # see record()
 
         now = now or timezone.now()
@@ -818,15 +845,15 @@ class Report(models.Model):
                                              body=sealing.seal_text(body), created_at=now)
             for upload in files:
                 stored.append(Attachment.store(self, upload, now=now, message=message))
-            if self.status != Status.NEEDS_INFO:
+            if self.status != Status.NEEDS_INFO or not answers:
                 return self.record(Event.Kind.REPORTER_MESSAGE, now=now, public=True, message=message,
-                                   data=self._question_left_open())
+                                   data={**self._question_left_open(), **(data or {})})
             from_status, self.status = self.status, self.status_before_info or Status.ACKNOWLEDGED
             self._end_pause()
             # The answer closes the pause: the event must exist before the deadline is
             # recomputed, and the team's email must see the new deadline.
             event = self._add_event(Event.Kind.INFO_PROVIDED, now=now, public=True, message=message,
-                                    from_status=from_status, to_status=self.status)
+                                    from_status=from_status, to_status=self.status, data=data)
             self.recompute_deadlines(now)
             self.save()
             emails.notify(event)
@@ -1069,6 +1096,7 @@ class EventKind(models.TextChoices):
     LINKS_REISSUED = "links_reissued", "Status links reissued"
     INFO_NOT_AWAITED = "info_not_awaited", "Went ahead without the reporter's answer"
     EXPORTED = "exported", "Exported"
+    EMAIL_BOUNCED = "email_bounced", "Email to reporter bounced"
 
 
 # The SLA alerts by (milestone, overdue): a warning before the deadline, an escalation
@@ -1203,6 +1231,10 @@ class OutboundEmail(models.Model):
     provider_id = models.CharField(max_length=200, blank=True, help_text="The mail provider's message ID.")
     created_at = models.DateTimeField(default=timezone.now)
     sent_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                      help_text="When a delivery status notification said this email bounced.")
+    bounce_detail = models.CharField(max_length=300, blank=True, editable=False,
+                                     help_text="The bounce's status and diagnostic, as the remote server gave them.")
 
     class Meta:
         ordering = ["-created_at", "-pk"]
@@ -1365,4 +1397,5 @@ def delete_attachment_file(sender, instance, **kwargs):
     name, storage = instance.file.name, instance.file.storage
     if name:
         transaction.on_commit(lambda: storage.delete(name))
+from disclosure.inbound.models import InboundMail  # noqa: E402,F401
 from disclosure.ratelimit_store import RateLimitCounter  # noqa: E402,F401

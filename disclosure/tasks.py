@@ -18,6 +18,8 @@ from django.utils import timezone
 from django_q.models import Schedule
 
 from disclosure import emails, pgp, ratelimits, securitytxt, sla
+from disclosure.inbound import file as inbound_file
+from disclosure.inbound import imap
 from disclosure.models import OutboundEmail, Programme, Report
 
 log = logging.getLogger(__name__)
@@ -27,6 +29,7 @@ LAST_SWEEP_KEY = "disclosure:last-sweep"
 DIGEST_SCHEDULE = "disclosure-digest"
 HOURLY_SCHEDULE = "disclosure-hourly"
 DAILY_SCHEDULE = "disclosure-retention"
+MAIL_SCHEDULE = "disclosure-mail"
 EMAIL_BATCH = 200
 
 
@@ -87,9 +90,11 @@ def raise_due_sla_alerts(now, limit: int = 1000) -> int:
 
 
 def sweep(now=None) -> dict:
-    """The scheduled pass: record due SLA alerts (which queue their emails), resend due email."""
+    """The scheduled pass: record due SLA alerts (which queue their emails), resend due email,
+    file inbound mail whose filing task was lost."""
     now = now or timezone.now()
-    result = {"sla_alerts": raise_due_sla_alerts(now), "emails": retry_due_emails(now)}
+    result = {"sla_alerts": raise_due_sla_alerts(now), "emails": retry_due_emails(now),
+              "inbound_mail": inbound_file.file_pending(now)}
     cache.set(LAST_SWEEP_KEY, now.isoformat(), timeout=None)
     return result
 
@@ -129,6 +134,16 @@ def purge_expired(now=None, *, limit: int = 500) -> int:
     return purged
 
 
+def poll_mail() -> dict:
+    """One pass over the IMAP mailbox (``python manage.py fetch_mail`` runs the same)."""
+    return imap.poll()
+
+
+def file_inbound_mail(inbound_id: int) -> str:
+    """File one message a webhook recorded; returns its state."""
+    return inbound_file.file_safely(inbound_id).state
+
+
 def send_daily_digest(now=None) -> bool:
     """Queue the team's daily digest; False when today's was already queued."""
     return emails.daily_digest(now or timezone.now()) is not None
@@ -153,6 +168,14 @@ def ensure_schedules(**kwargs) -> None:
         name=DAILY_SCHEDULE,
         defaults={"func": "disclosure.tasks.purge_expired", "schedule_type": Schedule.DAILY, "repeats": -1},
     )
+    if settings.INBOUND_IMAP_URL:
+        Schedule.objects.update_or_create(
+            name=MAIL_SCHEDULE,
+            defaults={"func": "disclosure.tasks.poll_mail", "schedule_type": Schedule.MINUTES, "minutes": 1,
+                      "repeats": -1},
+        )
+    else:
+        Schedule.objects.filter(name=MAIL_SCHEDULE).delete()
     hour = settings.DAILY_DIGEST_HOUR
     if hour < 0:
         Schedule.objects.filter(name=DIGEST_SCHEDULE).delete()

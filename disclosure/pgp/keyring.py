@@ -343,7 +343,7 @@ def check_encrypted_to_team(armored: str, *, max_output: int = TEXT_MAX_OUTPUT) 
         raise PGPError("The encrypted message is not a complete ASCII-armored block: it must start with "
                        "-----BEGIN PGP MESSAGE----- and end with -----END PGP MESSAGE-----, with nothing around it.")
     if can_decrypt():
-        return _check_by_decrypting(text, max_output)
+        return _check_by_decrypting(text, max_output)[0]
     listing = team_gpg().decrypt(text, extra_args=["--list-only"])
     recipients = set(ENC_TO.findall(listing.stderr))
     if not recipients:
@@ -354,7 +354,51 @@ def check_encrypted_to_team(armored: str, *, max_output: int = TEXT_MAX_OUTPUT) 
     return None
 
 
-def _check_by_decrypting(text: str, max_output: int) -> Plaintext:
+def decrypt_checked(armored: str, *, max_output: int = TEXT_MAX_OUTPUT) -> bytes:
+    """The plaintext of an armored message encrypted to the team key (an emailed report),
+    under the same rules as ``check_encrypted_to_team`` (one complete block, one
+    integrity-protected message, at most ``max_output`` bytes), in one gpg run. Raises
+    ``PGPError`` (with the reason) when it does not meet them or cannot be decrypted here."""
+    text = armored.strip()
+    blocks = ARMORED_MESSAGE.findall(text)
+    if len(blocks) != 1 or blocks[0].strip() != text:
+        raise PGPError("The encrypted message is not one complete ASCII-armored block.")
+    if not can_decrypt():
+        check_encrypted_to_team(text, max_output=max_output)  # recipients only; raises for another key
+        raise PGPError("The team key cannot decrypt on this server (offline-key mode).")
+    return _check_by_decrypting(text, max_output)[1]
+
+
+@dataclass(frozen=True)
+class SignatureCheck:
+    status: str  # "good", "unknown" (no key to check it with) or "bad"
+    fingerprint: str = ""
+    key_id: str = ""
+
+
+def verify_signature(data: bytes, signature: bytes | None, public_key: str = "") -> SignatureCheck:
+    """Check an emailed signature with only ``public_key`` (the reporter's key on file, or
+    none) in a throw-away keyring: a detached ``signature`` over ``data`` (PGP/MIME), or,
+    when ``signature`` is None, ``data`` as a cleartext-signed message (inline PGP)."""
+    with scratch_keyring() as gpg:
+        if public_key:
+            gpg.import_keys(public_key)
+        if signature is None:
+            result = gpg.verify(data)
+        else:
+            sig_path = Path(gpg.gnupghome) / "signature.asc"
+            sig_path.write_bytes(signature)
+            result = gpg.verify_data(str(sig_path), data)
+    words = {item[0]: item for item in _status(result.stderr or "")}
+    if result.valid and "GOODSIG" in words:
+        return SignatureCheck("good", result.fingerprint or "", result.key_id or "")
+    if "BADSIG" in words or result.status == "signature bad":
+        return SignatureCheck("bad", "", result.key_id or "")
+    return SignatureCheck("unknown" if ("NO_PUBKEY" in words or "ERRSIG" in words) else "bad", "",
+                          result.key_id or "")
+
+
+def _check_by_decrypting(text: str, max_output: int) -> tuple[Plaintext, bytes]:
     """One gpg run: exactly one encrypted packet, decrypted with its integrity protection
     intact by the team key, and nothing gpg objected to. (python-gnupg's ``ok`` only says
     that *some* packet decrypted.) Output is capped, so a compression bomb costs no
@@ -372,7 +416,7 @@ def _check_by_decrypting(text: str, max_output: int) -> Plaintext:
             and "DECRYPTION_OKAY" in words and "GOODMDC" in words
             and not {"DECRYPTION_FAILED", "BADMDC", "ERROR"} & set(words)
             and team_fingerprint() in decrypted_by):
-        return Plaintext(len(result.data), hashlib.sha256(result.data).hexdigest())
+        return Plaintext(len(result.data), hashlib.sha256(result.data).hexdigest()), result.data
     recipients = {item[1] for item in status if item[0] == "ENC_TO" and len(item) > 1}
     if not recipients:
         _refuse_unreadable(result.stderr)
