@@ -19,6 +19,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from disclosure import export, health, pgp, securitytxt
 from disclosure.forms import CreditForm, FollowUpForm, LostLinkForm, ReporterKeyForm, ReportForm
 from disclosure.models import Attachment, Message, Programme, Report, StatusLink
+from disclosure.pgp import sealing
 from disclosure.ratelimits import check as check_rate
 from disclosure.ratelimits import limit, refuse_if_blocked
 
@@ -125,8 +126,13 @@ def report_received(request):
 STATUS_METHODS = ("GET", "HEAD", "POST")  # one counter for every status-link request
 
 
-def _report_for(request, token: str, *, count_hit=True) -> Report:
-    """The report a status token opens.
+# What the status page never shows (it links to the "as submitted" page instead): left in
+# the database, so a view of a report with long sealed text does not read it.
+NOT_ON_STATUS_PAGE = (*sealing.SEALED_REPORT_FIELDS, "sealed_content", "reporter_key")
+
+
+def _report_for(request, token: str, *, count_hit=True, reports=None) -> Report:
+    """The report a status token opens (from ``reports``, by default every report).
 
     An address over ``RATELIMIT_STATUS`` is refused before the lookup, whatever the token,
     so a blocked guesser cannot tell a hit from a miss. Misses count (that is what guessing
@@ -137,7 +143,7 @@ def _report_for(request, token: str, *, count_hit=True) -> Report:
         check_rate(request, "status", methods=STATUS_METHODS)
     else:
         refuse_if_blocked(request, "status")
-    report = StatusLink.find_report(token)
+    report = StatusLink.find_report(token, reports)
     if report is None:
         if not count_hit:
             check_rate(request, "status", methods=STATUS_METHODS)
@@ -162,7 +168,8 @@ def _status_context(report, token, form, **forms) -> dict:
 def status(request, token):
     form = FollowUpForm(request.POST, request.FILES) if request.method == "POST" else FollowUpForm()
     try:
-        report = _report_for(request, token, count_hit=request.method == "POST")
+        report = _report_for(request, token, count_hit=request.method == "POST",
+                             reports=Report.objects.defer(*NOT_ON_STATUS_PAGE))
     except DatabaseError as error:
         if request.method != "POST":
             raise
