@@ -15,7 +15,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
 SIZES = {"desktop": {"width": 1280, "height": 860}, "phone": {"width": 390, "height": 844}}
 
 
-def shoot(base: str, status_url: str, out: Path):
+def shoot(base: str, status_url: str, out: Path, email_url: str = ""):
     out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -39,6 +39,9 @@ def shoot(base: str, status_url: str, out: Path):
             page.screenshot(path=out / f"status-{size}.png", full_page=True)
             page.goto(status_url.rstrip("/") + "/submitted/")
             page.screenshot(path=out / f"status-submitted-{size}.png", full_page=True)
+            if email_url:  # a report that arrived by email to the security address
+                page.goto(email_url)
+                page.screenshot(path=out / f"status-emailed-{size}.png", full_page=True)
             page.goto(base + "/admin/login/")
             page.get_by_label("Username").fill("demo")
             page.get_by_label("Password").fill("demo-password-1")
@@ -58,4 +61,4 @@ def shoot(base: str, status_url: str, out: Path):
 
 
 if __name__ == "__main__":
-    shoot(sys.argv[1].rstrip("/"), sys.argv[2], Path(sys.argv[3]))
+    shoot(sys.argv[1].rstrip("/"), sys.argv[2], Path(sys.argv[3]), *sys.argv[4:5])

@@ -69,3 +69,14 @@ class LegalHoldTests(BaseTestCase):
         self.assertTrue(member("lena", "Lead").has_perm("disclosure.set_legal_hold"))
         self.assertFalse(member("tina", "Triager").has_perm("disclosure.set_legal_hold"))
         self.assertFalse(member("audrey", "Auditor").has_perm("disclosure.set_legal_hold"))
+
+
+class InboundMailLogTests(BaseTestCase):
+    def test_every_staff_role_reads_the_inbound_mail_log_and_only_leads_delete(self):
+        for role, can_delete in (("Auditor", False), ("Triager", False), ("Lead", True)):
+            with self.subTest(role=role):
+                user = member(role.lower(), role)
+                self.login(user)
+                self.assertContains(self.client.get("/admin/"), "/admin/disclosure/inboundmail/")
+                self.assertEqual(self.client.get("/admin/disclosure/inboundmail/").status_code, 200)
+                self.assertEqual(user.has_perm("disclosure.delete_inboundmail"), can_delete)

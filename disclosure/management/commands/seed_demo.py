@@ -6,6 +6,8 @@ from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
+from disclosure.inbound import file as inbound_file
+from disclosure.inbound.models import InboundMail
 from disclosure.models import Report, StatusLink
 
 DEMO = [
@@ -63,8 +65,23 @@ class Command(BaseCommand):
                 report.resolve(lead, now=when, body="Fixed: the DNS record was removed.")
             elif action == "close":
                 report.close(lead, arg, now=when)
+        emailed = self.emailed_report(now - timedelta(hours=5))
+        urls["email"] = StatusLink.url(StatusLink.mint(emailed))
         if as_json:
             self.stdout.write(jsonlib.dumps(urls))
         else:
-            self.stdout.write(f"{len(DEMO)} demonstration reports created. Log in at /admin/ as demo / "
-                              "demo-password-1 (a Lead).")
+            self.stdout.write(f"{len(DEMO) + 1} demonstration reports created (one by email). Log in at /admin/ as "
+                              "demo / demo-password-1 (a Lead).")
+
+    @staticmethod
+    def emailed_report(arrived_at) -> Report:
+        """A report that arrived by email to the security address (through the same path as
+        IMAP, webhooks and ingest_email)."""
+        raw = (b"From: Grace Hopper <grace@researcher.example>\r\nTo: security@example.com\r\n"
+               b"Subject: Directory listing exposes database backups\r\n"
+               b"Message-ID: <demo-1@researcher.example>\r\nDate: Mon, 7 Dec 2026 09:00:00 +0000\r\n"
+               b"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+               b"Hello,\r\n\r\nhttps://files.example.com/backups/ lists nightly SQL dumps that anyone can "
+               b"download.\r\n\r\nGrace\r\n")
+        row = inbound_file.take(raw, arrived_at=arrived_at, source=InboundMail.Source.PIPE)
+        return Report.objects.get(pk=row.report_id)
