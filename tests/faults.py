@@ -10,6 +10,7 @@ import threading
 import time
 from contextlib import contextmanager
 
+from django.db import connection
 from django.test import override_settings
 
 from disclosure import pgp
@@ -89,6 +90,22 @@ class TcpProxy:
         self.cut()
         self.running = False
         self.listener.close()
+
+
+@contextmanager
+def table_missing(model):
+    """A real database error for whatever uses ``model``: its table is renamed away inside
+    the test's transaction (SQLite and PostgreSQL both change tables transactionally), and
+    back afterwards."""
+    quote = connection.ops.quote_name
+    table = model._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER TABLE {quote(table)} RENAME TO {quote(table + '_away')}")
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ALTER TABLE {quote(table + '_away')} RENAME TO {quote(table)}")
 
 
 @contextmanager

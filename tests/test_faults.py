@@ -17,7 +17,7 @@ from unittest import mock, skipUnless
 import time_machine
 from django.conf import settings
 from django.core import mail
-from django.db import OperationalError, connection
+from django.db import connection
 from django.test import SimpleTestCase, TransactionTestCase, override_settings
 from django.utils import timezone
 from django.utils.html import escape
@@ -28,7 +28,17 @@ from django_q.tasks import async_task
 from disclosure import emails, tasks
 from disclosure.models import Attachment, Message, OutboundEmail, Report, TrackingCounter
 from tests.base import MONDAY_10AM, BaseTestCase, make_report, report_data, upload
-from tests.faults import OutputLines, TcpProxy, free_port, gpg_removed, redis_server, start_group, stop_group
+from tests.faults import (
+    OutputLines,
+    TcpProxy,
+    free_port,
+    gpg_removed,
+    redis_server,
+    start_group,
+    stop_group,
+    table_missing,
+)
+from tests.mailers import ACCEPTED_THEN_DIED, WorkerKilled
 from tests.pgp_keys import TEAM_EMAIL, TeamKeyMixin
 
 # --- 1. An email never retries forever without showing as failed -------------------------------
@@ -95,17 +105,12 @@ class CrashLoopTests(BaseTestCase):
 
 
 # --- 2. A retried email never kills the link the reporter already has --------------------------
-class WorkerKilled(BaseException):
-    """What a SIGKILL leaves a worker: no chance to record anything (not an ``Exception``)."""
-
-
 @time_machine.travel(MONDAY_10AM, tick=False)
 class RetriedEmailLinkTests(BaseTestCase):
     def test_both_copies_links_work_when_a_worker_died_after_the_mail_server_accepted_the_first(self):
         self.submit(execute=False)
         receipt = OutboundEmail.objects.get(kind="receipt")
-        with mock.patch.object(OutboundEmail, "mark_sent", side_effect=WorkerKilled), \
-                self.assertRaises(WorkerKilled):
+        with override_settings(MAILERS=ACCEPTED_THEN_DIED), self.assertRaises(WorkerKilled):
             emails.deliver(receipt.pk, MONDAY_10AM)  # accepted by the mail server, then killed
         self.assertEqual(OutboundEmail.objects.get(pk=receipt.pk).state, "pending")
         tasks.sweep(MONDAY_10AM + LEASE + timedelta(seconds=1))  # at least once: a second copy
@@ -242,17 +247,14 @@ class SubmissionStorageFailureTests(NotStoredMixin, BaseTestCase):
 
     def test_the_database_failing_midway_keeps_no_report_and_no_file(self):
         data = report_data()
-        broken = OperationalError("server closed the connection unexpectedly")
-        with mock.patch.object(TrackingCounter, "next_tracking_id", side_effect=broken), \
-                self.assertLogs("disclosure.health", "ERROR"):
-            response = self.submit(data, files=[upload()])
+        with table_missing(TrackingCounter), self.assertLogs("disclosure.health", "ERROR"):
+            response = self.submit(data, files=[upload()])  # the tracking number cannot be written
         self.assertFormComesBack(response, data)
         self.assertNothingStored()
         self.assertTeamAlerted("a report")
 
     def test_the_problem_leaves_healthz_after_a_few_minutes(self):
-        with mock.patch.object(TrackingCounter, "next_tracking_id", side_effect=OperationalError("down")), \
-                self.assertLogs("disclosure.health", "ERROR"):
+        with table_missing(TrackingCounter), self.assertLogs("disclosure.health", "ERROR"):
             self.submit()
         tasks.sweep()
         self.assertEqual(self.client.get("/healthz").status_code, 503)
