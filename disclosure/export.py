@@ -95,7 +95,8 @@ def reports_as_json(queryset) -> list[dict]:
     return [{
         **_flat(report), **{name: revealed.text for name, revealed in report.content().items()},
         "timeline": _timeline(report, public_only=False),
-        "attachments": [{"name": a.original_name, "size": a.size, "sha256": a.sha256}
+        "attachments": [{"name": a.display_name, "type": a.display_type, "size": a.size, "sha256": a.sha256,
+                         "stored_encrypted": a.encrypted}
                         for a in report.attachments.all()],
     } for report in queryset.select_related("assignee", "duplicate_of")]
 
@@ -110,6 +111,7 @@ def report_for_reporter(report: Report) -> dict:
     data["status"] = _status_for(report.status, public_only=True)
     data.update({name: revealed.text for name, revealed in report.content().items()})
     data["timeline"] = _timeline(report, public_only=True)
-    data["attachments"] = [{"name": a.original_name, "size": a.size, "sha256": a.sha256}
+    data["attachments"] = [{"name": a.display_name, "type": a.display_type, "size": a.size, "sha256": a.sha256,
+                            "stored_encrypted": a.encrypted}
                            for a in report.attachments.all()]
     return data

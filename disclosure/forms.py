@@ -186,14 +186,16 @@ class ReportForm(TextCheckedForm, forms.ModelForm):
             try:
                 signer.unsign(value)
             except signing.BadSignature:
-                raise ValidationError("The form was damaged; please reload the page.", code="shown_at") from None
+                self.add_error(None, ValidationError("The form was damaged; please reload the page.", code="shown_at"))
+                return ""
             try:
                 signer.unsign(value, max_age=settings.MIN_FORM_SECONDS)
             except signing.SignatureExpired:
                 return value
-            raise forms.ValidationError(
+            # Not the hidden field's error (the reader could not see or fix it): the form's.
+            self.add_error(None, forms.ValidationError(
                 "That was faster than anyone can fill in a report. Please check your report and send it again.",
-                code="too_fast")
+                code="too_fast"))
         return value
 
     def clean(self):

@@ -1011,7 +1011,7 @@ class Attachment(models.Model):
         ordering = ["created_at", "pk"]
 
     def __str__(self):
-        return self.original_name
+        return self.display_name
 
     @property
     def display_name(self) -> str:

@@ -351,6 +351,15 @@ class KeyringTests(BaseTestCase):
         pgp.check_encrypted_to_team(hidden)  # no key named: the team decrypts it offline
         self.assertIn("-----BEGIN PGP SIGNATURE-----", pgp.clearsign("hello", fingerprint))
 
+    def test_the_dashboard_says_which_mode_the_key_is_in(self):
+        self.signing_subkey_only()
+        self.login(self.lead)
+        page = self.client.get("/admin/metrics/")
+        self.assertContains(page, "(offline-key mode: signs here, decrypted on staff machines)")
+        fingerprint = researcher_key(self.team, uid="Team <team2@example.com>")
+        self.use_as_team_key(self.secret_key(fingerprint), fingerprint)
+        self.assertNotContains(self.client.get("/admin/metrics/"), "offline-key mode")
+
     def test_with_only_the_signing_key_here_a_status_page_view_runs_no_gpg(self):
         self.signing_subkey_only()
         with override_settings(SITE_URL="http://testserver"):
