@@ -162,7 +162,8 @@ def _health(now) -> dict:
     _, database_ok = _guarded(_database)
     if not database_ok:
         fail("database", "the database is unreachable")
-    last, cache_ok = _guarded(lambda: cache.get_many([tasks.LAST_SWEEP_KEY, STORAGE_FAILURE_KEY]), {})
+    last, cache_ok = _guarded(lambda: cache.get_many(
+        [tasks.LAST_SWEEP_KEY, tasks.WORKER_STARTED_KEY, STORAGE_FAILURE_KEY]), {})
     if not cache_ok:
         fail("cache", "the cache is unreachable")
     backlog = _queue_backlog()
@@ -177,7 +178,10 @@ def _health(now) -> dict:
 
     swept = last.get(tasks.LAST_SWEEP_KEY)
     seconds = _guarded(lambda: int((now - datetime.fromisoformat(swept)).total_seconds()))[0] if swept else None
-    if cache_ok and (seconds is None or seconds > SWEEP_STALE_SECONDS):
+    started = last.get(tasks.WORKER_STARTED_KEY)
+    starting = seconds is None and started and _guarded(
+        lambda: (now - datetime.fromisoformat(started)).total_seconds() < SWEEP_STALE_SECONDS)[0]
+    if cache_ok and not starting and (seconds is None or seconds > SWEEP_STALE_SECONDS):
         fail("worker", "the queue worker has not swept recently")
 
     storage = _guarded(lambda: _recent_storage_failure(now, last.get(STORAGE_FAILURE_KEY)))[0]

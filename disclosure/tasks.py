@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 SWEEP_SCHEDULE = "disclosure-sweep"
 LAST_SWEEP_KEY = "disclosure:last-sweep"
+WORKER_STARTED_KEY = "disclosure:worker-started"  # set by `manage.py worker` when its cluster starts
 DIGEST_SCHEDULE = "disclosure-digest"
 HOURLY_SCHEDULE = "disclosure-hourly"
 DAILY_SCHEDULE = "disclosure-retention"

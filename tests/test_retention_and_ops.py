@@ -12,6 +12,7 @@ import time_machine
 from django.conf import settings
 from django.core.management import call_command
 from django.test import SimpleTestCase, override_settings
+from django.utils import timezone
 
 from disclosure import tasks
 from disclosure.metrics import sla_metrics
@@ -99,6 +100,17 @@ class HealthTests(BaseTestCase):
         response = self.client.get("/healthz")
         self.assertEqual(response.status_code, 503)
         self.assertIn("the queue worker has not swept recently", response.json()["problems"])
+
+    def test_a_worker_that_has_just_started_is_not_reported_down_before_its_first_sweep(self):
+        from django.core.cache import cache
+
+        cache.delete(tasks.LAST_SWEEP_KEY)
+        cache.set(tasks.WORKER_STARTED_KEY, timezone.now().isoformat(), None)  # what `manage.py worker` records
+        body = self.client.get("/healthz").json()
+        self.assertNotIn("worker", body.get("failing", []))
+        self.assertIsNone(body["last_sweep_seconds_ago"])
+        with time_machine.travel(timezone.now() + timedelta(minutes=11)):  # started long ago, never swept
+            self.assertIn("worker", self.client.get("/healthz").json()["failing"])
 
 
 class DeployCheckTests(SimpleTestCase):

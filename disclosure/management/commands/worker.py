@@ -15,11 +15,13 @@ import time
 
 import redis
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connections
+from django.utils import timezone
 from django_q.cluster import Cluster
 from django_q.management.commands import qcluster
 
-from disclosure import pgp
+from disclosure import pgp, tasks
 
 log = logging.getLogger("disclosure.worker")
 
@@ -62,6 +64,15 @@ def wait_for(name: str, ready, *, first_delay: float, max_delay: float, sleep=ti
         return attempt
 
 
+def _record_start() -> None:
+    """Tell /healthz a worker has just started: its first sweep is a minute away, and until
+    then "never swept" means "starting", not "down"."""
+    try:
+        cache.set(tasks.WORKER_STARTED_KEY, timezone.now().isoformat(), timeout=None)
+    except Exception:  # noqa: BLE001 - the cache being down is reported by /healthz itself
+        log.warning("Could not record the worker's start in the cache", exc_info=True)
+
+
 class Command(qcluster.Command):
     help = ("Wait for the database (and Redis with REDIS_URL), retrying with capped exponential backoff, "
             "then run the django-q2 cluster (as qcluster does) and stop the keyring's gpg-agent after it.")
@@ -85,6 +96,7 @@ class Command(qcluster.Command):
         cluster = Cluster()
         try:
             cluster.start()
+            _record_start()
             if options.get("run_once"):
                 cluster.stop()
             # qcluster returns here and Python waits for the cluster's processes when it
