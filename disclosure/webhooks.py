@@ -352,6 +352,11 @@ def queue_for(event) -> list:
     wanted = [(pk, t, title) for pk, subscribed, title in _subscriptions() for t in types if t in subscribed]
     if not wanted:
         return []
+    # The memo may be up to a minute old: keep only endpoints that still exist and are active
+    # (a row for a deleted one would fail the whole transaction at commit, on PostgreSQL).
+    live = set(WebhookEndpoint.objects.filter(pk__in={pk for pk, _, _ in wanted}, active=True)
+               .values_list("pk", flat=True))
+    wanted = [(pk, t, title) for pk, t, title in wanted if pk in live]
     rows = [WebhookDelivery(endpoint_id=pk, report=event.report, event=event, event_type=t,
                             message_id=f"msg_{uuid.uuid4().hex}", created_at=event.created_at,
                             next_attempt_at=event.created_at,

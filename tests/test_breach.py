@@ -12,7 +12,7 @@ from django.core import mail
 from django.db import connection
 from django.test import TransactionTestCase, override_settings
 
-from disclosure import incidents, tasks
+from disclosure import incidents, tasks, webhooks
 from disclosure.incidents import BreachAlert, BreachAssessment
 from disclosure.models import Event, Report, TransitionError
 from tests.base import LONDON, BaseTestCase, make_report, run_at_once
@@ -53,11 +53,11 @@ class BreachClockTests(BaseTestCase):
         with time_machine.travel(now, tick=False), self.captureOnCommitCallbacks(execute=True):
             return tasks.sweep(now)
 
-    def sweep_every_half_hour(self, start, end):
+    def sweep_every_hour(self, start, end):
         moment = start
         while moment <= end:
             self.sweep(moment)
-            moment += timedelta(minutes=30)
+            moment += timedelta(hours=1)
 
     def test_clock_arithmetic_counts_wall_clock_hours(self):
         self.assertEqual(incidents.alert_times(FRIDAY_5PM, 24, ["50%", "4h"]),
@@ -80,7 +80,7 @@ class BreachClockTests(BaseTestCase):
 
     def test_a_friday_breach_warns_saturday_and_escalates_at_24_and_72_hours_each_once(self):
         self.record_breach()
-        self.sweep_every_half_hour(FRIDAY_5PM, at(30, 23))
+        self.sweep_every_hour(FRIDAY_5PM, at(30, 23))
         self.assertEqual(breach_alerts(), [
             ("client", "warning", at(28, 5)), ("client", "warning", at(28, 13)),
             ("client", "escalation", SATURDAY_5PM),
@@ -110,7 +110,7 @@ class BreachClockTests(BaseTestCase):
             notice = self.report.record_breach_notice(self.lead, "client", reference="DPA-2026-17")
             self.report.record_breach_notice(self.lead, "regulator",
                                              not_required_reason="Encrypted at rest; the key was not exposed.")
-        self.sweep_every_half_hour(at(28, 10, 30), at(30, 23))
+        self.sweep_every_hour(at(28, 10, 30), at(30, 23))
         self.assertEqual(breach_alerts(), [("client", "warning", at(28, 6))])
         breach = BreachAssessment.objects.get()
         self.assertEqual((breach.client_outcome, breach.client_notified_at, breach.client_notified_by),
@@ -200,6 +200,10 @@ class BreachAdminTests(BaseTestCase):
         response = self.act("record_breach_notice", {"clock": "regulator", "reference": "ICO-123"})
         self.assertEqual(response.status_code, 302)
         self.assertEqual(BreachAssessment.objects.get().regulator_reference, "ICO-123")
+        page = self.client.get(f"{self.url}change/")
+        self.assertContains(page, "personal data (names, addresses), aware 27 Nov 2026 16:00 GMT")
+        self.assertContains(page, "regulator, due 30 Nov 2026 16:00 GMT, ref. ICO-123")
+        self.assertContains(page, "Notified on time")
 
     @time_machine.travel(FRIDAY_5PM, tick=False)
     def test_bad_input_is_refused_with_the_page_not_a_500(self):
@@ -260,6 +264,9 @@ class BreachAdminTests(BaseTestCase):
 
 @unittest.skipUnless(connection.vendor == "postgresql", "needs concurrent transactions (PostgreSQL)")
 class ConcurrentBreachSweepTests(TransactionTestCase):
+    def setUp(self):
+        webhooks.forget()
+
     def test_two_workers_sweeping_record_each_warning_and_escalation_once(self):
         user = User.objects.create_user("tess", "tess@example.com", "triager-password-1", is_staff=True)
         reports = [make_report(now=at(27, 10) + timedelta(minutes=i))[0] for i in range(4)]

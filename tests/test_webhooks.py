@@ -270,3 +270,10 @@ class SignatureTests(BaseTestCase):
                 Webhook(hook.secret).verify(body, headers)
         self.assertEqual(json.loads(body)["type"], "report.received")
         self.assertEqual(Report.objects.count(), 1)
+
+    def test_an_endpoint_switched_off_elsewhere_gets_nothing_though_this_process_remembers_it(self):
+        hook = WebhookEndpoint.objects.create(name="x", url="https://hooks.example.com/x", events=ALL_EVENTS)
+        make_report()  # this process now remembers the endpoint for a minute
+        WebhookEndpoint.objects.filter(pk=hook.pk).update(active=False)  # as another process would, no signal
+        make_report()
+        self.assertEqual(WebhookDelivery.objects.count(), 1)
