@@ -218,6 +218,28 @@ TIME_ZONE = env_str("TIME_ZONE", "Europe/London")
 HOLIDAYS_COUNTRY = env_str("HOLIDAYS_COUNTRY", "GB")
 HOLIDAYS_SUBDIVISION = env_str("HOLIDAYS_SUBDIVISION", "ENG")
 
+# --- Incidents: breach clocks, P1 paging, outbound webhooks (disclosure/incidents.py, webhooks.py) --
+# Wall-clock hours (nights, weekends and holidays count) from becoming aware of a personal-data
+# breach to notifying clients (the data processing agreement) and the regulator (UK GDPR Art. 33).
+BREACH_CLIENT_HOURS = env_int("BREACH_CLIENT_HOURS", 24, minimum=1)
+BREACH_REGULATOR_HOURS = env_int("BREACH_REGULATOR_HOURS", 72, minimum=1)
+# When to warn before a breach deadline: shares of the time left ("50%") and hours left ("4h").
+BREACH_WARN_AT = env_list("BREACH_WARN_AT", ["50%", "4h"])
+for _warn in BREACH_WARN_AT:
+    if not re.fullmatch(r"([1-9][0-9]?%|[1-9][0-9]*h)", _warn):
+        raise ImproperlyConfigured(f"BREACH_WARN_AT takes shares of time left and hours left, like 50%,4h; "
+                                   f"not {_warn!r}")
+# Where a report triaged as (or raised to) P1 is paged at once.
+P1_ALERT_EMAIL = env_str("P1_ALERT_EMAIL", SLA_ESCALATION_EMAIL)
+# Outbound webhooks: never to loopback, private, link-local or other non-public addresses
+# unless this is on (a receiver on your own network); https only unless DEBUG.
+WEBHOOK_ALLOW_PRIVATE_ADDRESSES = env_bool("WEBHOOK_ALLOW_PRIVATE_ADDRESSES", False)
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 5, minimum=1)
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+WEBHOOK_RETRY_SECONDS = env_int("WEBHOOK_RETRY_SECONDS", 30, minimum=1)
+# A PEM file of CA certificates to trust for webhook receivers instead of the system's.
+WEBHOOK_CA_BUNDLE = env_str("WEBHOOK_CA_BUNDLE").strip()
+
 # --- PGP and security.txt ---------------------------------------------------------------
 GPG_BINARY = env_str("GPG_BINARY", "gpg")
 GNUPG_HOME = Path(env_str("GNUPG_HOME", str(DATA_DIR / "gnupg")))

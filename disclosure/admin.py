@@ -28,6 +28,8 @@ from django.views.decorators.http import require_POST
 
 from disclosure.duplicates import likely_duplicates
 from disclosure.inbound.admin import channel_label  # also registers the Inbound mail admin
+from disclosure.incident_admin import BREACH_QUEUE, BreachFilter, breach_badge, breach_clocks  # + webhooks admin
+from disclosure.incident_forms import BREACH_DECISIONS, breach_forms
 from disclosure.models import (
     Attachment,
     OutboundEmail,
@@ -56,6 +58,7 @@ QUEUES = [
     ("Needs more info", "status__exact=needs_info"),
     ("Mine", "assignee=mine"),
     ("Unassigned open", "assignee=none&open=1"),
+    BREACH_QUEUE,
 ]
 
 
@@ -137,11 +140,13 @@ class OpenFilter(admin.SimpleListFilter):
 
 @admin.register(Report)
 class ReportAdmin(admin.ModelAdmin):
-    list_display = ("tracking_id", "title", "status", "priority_badge", "sla_badge", "assignee", "age", channel_label)
+    list_display = ("tracking_id", "title", "status", "priority_badge", "sla_badge", breach_badge, "assignee", "age",
+                    channel_label)
     list_display_links = ("tracking_id", "title")
-    list_filter = (SlaStateFilter, OpenFilter, "status", "severity", "priority", AssigneeFilter, "channel")
+    list_filter = (SlaStateFilter, OpenFilter, "status", "severity", "priority", AssigneeFilter, "channel",
+                   BreachFilter)
     search_fields = ("=tracking_id", "title", "reporter_email", "asset")
-    list_select_related = ("assignee",)
+    list_select_related = ("assignee", "breach")
     list_per_page = 50
     show_full_result_count = False
     inlines = [AttachmentInline]
@@ -151,12 +156,14 @@ class ReportAdmin(admin.ModelAdmin):
         *REPORTER_FIELDS, "status", "severity", "cvss_vector", "cvss_score", "priority", "duplicate_of",
         "received_at", "acknowledged_at", "assessed_at", "resolved_at", "disclosed_at", "closed_at",
         "ack_due_at", "assess_due_at", "ack_milestone", "assess_milestone", "timeline", "duplicates", "purged_at",
+        "breach_section",
     )
     fieldsets = (
         ("Report", {"fields": REPORTER_FIELDS}),
         ("Assessment", {"fields": ("status", ("severity", "priority"), ("cvss_vector", "cvss_score"), "asset", "cwe",
                                    "cve_id", "duplicate_of", "assignee", "planned_disclosure_date")}),
         ("Deadlines", {"fields": (("ack_due_at", "ack_milestone"), ("assess_due_at", "assess_milestone"))}),
+        ("Breach clocks", {"fields": ("breach_section",)}),
         ("Timeline", {"fields": ("timeline",)}),
         ("Likely duplicates", {"fields": ("duplicates",), "classes": ("collapse",)}),
         ("Lifecycle", {"fields": ("received_at", "acknowledged_at", "assessed_at", "resolved_at",
@@ -233,6 +240,10 @@ class ReportAdmin(admin.ModelAdmin):
                   .order_by("created_at", "pk"))
         return render_to_string("admin/disclosure/report/timeline.html", {"events": events})
 
+    @admin.display(description="breach assessment")
+    def breach_section(self, obj):
+        return breach_clocks(obj)
+
     @admin.display(description="likely duplicates")
     def duplicates(self, obj):
         return render_to_string("admin/disclosure/report/duplicates.html", {"reports": likely_duplicates(obj)})
@@ -260,7 +271,8 @@ class ReportAdmin(admin.ModelAdmin):
                     else None
                 closing.append((Status(outcome).label, CloseForm.for_outcome(report, outcome, data)))
         return {"decision_forms": [form_for(name) for name in available if name != "close"],
-                "closing_forms": closing, "message_form": form_for("send_message"), "note_form": form_for("add_note")}
+                "closing_forms": closing, "message_form": form_for("send_message"), "note_form": form_for("add_note"),
+                **breach_forms(report, refused)}
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         report = self.get_object(request, object_id)
@@ -277,9 +289,10 @@ class ReportAdmin(admin.ModelAdmin):
         redirect to the report. Refused: the report page again with the message and what was
         typed, answered 400 (the form is invalid) or 409 (the report's state does not allow it)."""
         report = get_object_or_404(Report, pk=object_id)
-        if not self.has_change_permission(request, report) or action not in DECISIONS:
+        decisions = {**DECISIONS, **BREACH_DECISIONS}
+        if not self.has_change_permission(request, report) or action not in decisions:
             raise PermissionDenied
-        form = DECISIONS[action](request.POST)
+        form = decisions[action](request.POST)
         if not form.is_valid():
             for field, errors in form.errors.items():
                 label = form[field].label if field in form.fields else ""

@@ -29,7 +29,7 @@ from django_q.brokers import get_broker
 from django_q.conf import Conf
 from django_q.tasks import async_task
 
-from disclosure import pgp, sla
+from disclosure import incidents, pgp, sla, webhooks
 from disclosure.inbound import tags
 from disclosure.metrics import sla_metrics
 from disclosure.models import SLA_ESCALATIONS, SLA_WARNINGS, Event, OutboundEmail, Report, SlaState, StatusLink
@@ -81,6 +81,14 @@ def _context(email: OutboundEmail) -> dict:
             "milestone": "acknowledgement" if ack else "initial assessment",
             "due": datetime.fromisoformat(event.data["due"]),
             "warn_days": settings.SLA_WARN_BUSINESS_DAYS,
+        })
+    if email.kind == OutboundEmail.Kind.TEAM_BREACH_ALERT:
+        clock = event.data["clock"]
+        context.update({
+            "escalation": event.kind == Event.Kind.BREACH_ESCALATION, "clock": clock,
+            "clock_name": incidents.CLOCK_NAMES[clock], "who": incidents.CLOCK_WHO[clock],
+            "hours": incidents.clock_hours(clock), "due": datetime.fromisoformat(event.data["due"]),
+            "hours_left": event.data.get("hours_left"),
         })
     return context
 
@@ -192,6 +200,16 @@ def sla_alert(event, to):
     return _queue("team-sla-alert", event, to)
 
 
+def p1_page(event):
+    """A report was triaged as, or raised to, P1: page ``P1_ALERT_EMAIL`` at once."""
+    return _queue("team-p1-alert", event, settings.P1_ALERT_EMAIL)
+
+
+def breach_alert(event, to):
+    """A breach notification deadline is near (warning) or missed (escalation)."""
+    return _queue("team-breach-alert", event, to)
+
+
 def daily_digest(now):
     """The team's morning summary; at most one per local day (its Message-ID is the date)."""
     day = sla.local_date(now)
@@ -249,7 +267,21 @@ def notify(event: Event) -> list:
         queued.extend(sla_alert(event, to) for to in sorted(recipients))
     elif event.kind in SLA_ESCALATIONS:
         queued.append(sla_alert(event, settings.SLA_ESCALATION_EMAIL))
+    elif event.kind == Event.Kind.BREACH_WARNING:
+        queued.extend(breach_alert(event, to) for to in sorted(_team_and_assignee(report)))
+    elif event.kind == Event.Kind.BREACH_ESCALATION:
+        queued.append(breach_alert(event, settings.SLA_ESCALATION_EMAIL))
+    if incidents.is_p1_page(event):
+        queued.append(p1_page(event))
+    webhooks.queue_for(event)  # the team's tools: their own outbox (disclosure/webhooks.py)
     return send_after_commit(_save_all(queued)) if queued else []
+
+
+def _team_and_assignee(report) -> set:
+    recipients = {settings.SECURITY_TEAM_EMAIL}
+    if report.assignee_id and report.assignee.email:
+        recipients.add(report.assignee.email)
+    return recipients
 
 
 # --- Delivery ---------------------------------------------------------------------------

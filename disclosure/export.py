@@ -10,6 +10,7 @@ import uuid
 from django.db import transaction
 from django.utils import timezone
 
+from disclosure.incidents import breach_of
 from disclosure.models import PUBLIC_STATUS_LABELS, Event, Report
 from disclosure.pgp.sealing import reveal
 
@@ -18,12 +19,21 @@ CSV_FIELDS = [
     "channel", "asset", "vulnerability_type", "reporter_name", "reporter_email", "assignee", "received_at",
     "acknowledged_at", "assessed_at", "resolved_at", "disclosed_at", "closed_at", "ack_due_at", "ack_milestone",
     "assess_due_at", "assess_milestone", "duplicate_of", "planned_disclosure_date",
+    # The breach assessment (disclosure/incidents.py): staff exports only, never the reporter's.
+    "breach_personal_data", "breach_aware_at", "breach_categories", "breach_approx_subjects",
+    "breach_client_due_at", "breach_client_outcome", "breach_client_notified_at", "breach_client_reference",
+    "breach_regulator_due_at", "breach_regulator_outcome", "breach_regulator_notified_at",
+    "breach_regulator_reference",
 ]
+BREACH_FIELDS = [name for name in CSV_FIELDS if name.startswith("breach_")]
 
 
 def _flat(report: Report) -> dict:
     values = {name: getattr(report, name) for name in CSV_FIELDS
-              if name not in ("assignee", "duplicate_of")}
+              if name not in ("assignee", "duplicate_of") and name not in BREACH_FIELDS}
+    breach = breach_of(report)
+    values.update({name: getattr(breach, name.removeprefix("breach_"), None) if breach else None
+                   for name in BREACH_FIELDS})
     values["assignee"] = report.assignee.get_username() if report.assignee_id else ""
     values["duplicate_of"] = report.duplicate_of.tracking_id if report.duplicate_of_id else ""
     return values
@@ -45,7 +55,7 @@ def csv_cell(value):
 
 
 def csv_rows(queryset):
-    for report in queryset.select_related("assignee", "duplicate_of"):
+    for report in queryset.select_related("assignee", "duplicate_of", "breach"):
         values = _flat(report)
         yield [csv_cell(values[name]) for name in CSV_FIELDS]
 
@@ -98,7 +108,7 @@ def reports_as_json(queryset) -> list[dict]:
         "attachments": [{"name": a.display_name, "type": a.display_type, "size": a.size, "sha256": a.sha256,
                          "stored_encrypted": a.encrypted}
                         for a in report.attachments.all()],
-    } for report in queryset.select_related("assignee", "duplicate_of")]
+    } for report in queryset.select_related("assignee", "duplicate_of", "breach")]
 
 
 def report_for_reporter(report: Report) -> dict:

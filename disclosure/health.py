@@ -22,6 +22,7 @@ from django_q.brokers import get_broker
 from disclosure import pgp, ratelimits, tasks
 from disclosure.inbound import imap
 from disclosure.models import OutboundEmail, Programme
+from disclosure.webhooks import WebhookDelivery
 
 log = logging.getLogger(__name__)
 
@@ -194,9 +195,10 @@ def _health(now) -> dict:
         if polled is None or polled > SWEEP_STALE_SECONDS:
             fail("inbound_mail", "mail to the security address has not been read recently")
 
-    failed_emails = key_days = securitytxt_days = None
+    failed_emails = failed_webhooks = key_days = securitytxt_days = None
     if database_ok:
         failed_emails = _guarded(OutboundEmail.objects.filter(state=OutboundEmail.State.FAILED).count)[0]
+        failed_webhooks = _guarded(WebhookDelivery.objects.filter(state=WebhookDelivery.State.FAILED).count)[0]
         expires = _guarded(lambda: Programme.objects.filter(pk=1).values_list(
             "securitytxt_expires_at", flat=True).first())[0]
         securitytxt_days = (expires - now).days if expires else None
@@ -216,6 +218,7 @@ def _health(now) -> dict:
         "gpg": gpg,
         "last_sweep_seconds_ago": seconds,
         "emails_failed": failed_emails,
+        "webhooks_failed": failed_webhooks,
         "last_storage_failure": storage["at"] if storage else None,
         "team_key_expires_in_days": key_days,
         "securitytxt_expires_in_days": securitytxt_days,

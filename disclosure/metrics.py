@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from django.db.models import Count, Q
 
+from disclosure.incidents import breach_metrics
 from disclosure.models import Milestone, Report, SlaState, Status
 
 WINDOW_DAYS = 90
@@ -55,7 +56,8 @@ def sla_metrics(now, days: int = WINDOW_DAYS) -> dict:
 
 
 def dashboard(now) -> dict:
-    """Everything on the staff dashboard: the SLA figures, counts by status, the overdue list."""
+    """Everything on the staff dashboard: the SLA figures, counts by status, the overdue list,
+    and the breach clocks' on-time shares."""
     counts = dict(Report.objects.values_list("status").annotate(n=Count("pk")).values_list("status", "n"))
     overdue = (Report.objects.open()
                .filter(Report.objects.sla_state_filters(now)[SlaState.OVERDUE])
@@ -64,4 +66,5 @@ def dashboard(now) -> dict:
         **sla_metrics(now),
         "by_status": [(label, counts.get(value, 0), value) for value, label in Status.choices],
         "overdue": list(overdue),
+        "breach": breach_metrics(now, WINDOW_DAYS),
     }

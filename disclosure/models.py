@@ -618,7 +618,8 @@ class Report(models.Model):
         return self._transition(Status.TRIAGED, Event.Kind.TRIAGED,
                                 allowed_from=ACTIONS["triage"],
                                 actor=actor, now=now, body=body, changes=changes,
-                                data={"severity": severity, "cvss": score.vector if score else ""})
+                                data={"severity": severity, "cvss": score.vector if score else "",
+                                      "priority": priority_for(severity)})
 
     @staticmethod
     def _score(vector):
@@ -645,10 +646,12 @@ class Report(models.Model):
             if self.status not in ACTIONS["rate"]:
                 raise TransitionError(f"{self.tracking_id} is {self.get_status_display().lower()}: triage it as "
                                       "valid to give it a severity.")
+            from_priority = self.priority
             self._apply_severity(severity, score)
             self.save()
             return self.record(Event.Kind.SEVERITY_SET, actor=actor, now=now, data={
-                "severity": severity, "priority": self.priority, "cvss": self.cvss_vector,
+                "severity": severity, "priority": self.priority, "from_priority": from_priority,
+                "cvss": self.cvss_vector,
                 "score": float(self.cvss_score) if self.cvss_score is not None else None})
 
     def start_fix(self, actor, *, body="", now=None):
@@ -917,6 +920,30 @@ class Report(models.Model):
                 return None
             return self.record(kind, now=now, data={"due": due.isoformat()})
 
+    # --- Breach clocks (rules and clocks in disclosure/incidents.py) ---------------------------
+    def assess_breach(self, actor, *, personal_data: bool, aware_at=None, categories="", approx_subjects=None,
+                      now=None):
+        """Record the breach assessment: personal data affected (starting the client and
+        regulator clocks from ``aware_at``) or not. Recorded as a ``breach_assessed`` event."""
+        from disclosure import incidents
+
+        return incidents.assess(self, actor, personal_data=personal_data, aware_at=aware_at, categories=categories,
+                                approx_subjects=approx_subjects, now=now or timezone.now())
+
+    def record_breach_notice(self, actor, clock: str, *, notified_at=None, reference="", not_required_reason="",
+                             now=None):
+        """Clients or the regulator were notified (or need not be, with the reason): stops that clock."""
+        from disclosure import incidents
+
+        return incidents.record_notice(self, actor, clock, notified_at=notified_at, reference=reference,
+                                       not_required_reason=not_required_reason, now=now or timezone.now())
+
+    def raise_breach_alert(self, clock: str, now: datetime) -> "Event | None":
+        """The sweep's unit for a breach clock: the warning or escalation now due, at most once."""
+        from disclosure import incidents
+
+        return incidents.raise_alert(self, clock, now)
+
 
 def _detail_text(value) -> str:
     if isinstance(value, bool):
@@ -1097,6 +1124,10 @@ class EventKind(models.TextChoices):
     INFO_NOT_AWAITED = "info_not_awaited", "Went ahead without the reporter's answer"
     EXPORTED = "exported", "Exported"
     EMAIL_BOUNCED = "email_bounced", "Email to reporter bounced"
+    BREACH_ASSESSED = "breach_assessed", "Breach assessment recorded"
+    BREACH_WARNING = "breach_warning", "Breach notification due soon"
+    BREACH_ESCALATION = "breach_escalation", "Breach notification overdue"
+    BREACH_NOTIFIED = "breach_notified", "Breach notification recorded"
 
 
 # The SLA alerts by (milestone, overdue): a warning before the deadline, an escalation
@@ -1207,6 +1238,8 @@ class OutboundEmail(models.Model):
         TEAM_DIGEST = "team-digest", "Daily digest (team)"
         TEAM_KEY_EXPIRY = "team-key-expiry", "Key expiry warning (team)"
         REPORTER_LINKS = "reporter-links", "Fresh status link to reporter"
+        TEAM_P1_ALERT = "team-p1-alert", "P1 page (team)"
+        TEAM_BREACH_ALERT = "team-breach-alert", "Breach deadline alert (team)"
 
     kind = models.CharField(max_length=40, choices=Kind.choices)
     report = models.ForeignKey(Report, null=True, blank=True, on_delete=models.CASCADE, related_name="emails")
@@ -1398,4 +1431,6 @@ def delete_attachment_file(sender, instance, **kwargs):
     if name:
         transaction.on_commit(lambda: storage.delete(name))
 from disclosure.inbound.models import InboundMail  # noqa: E402,F401
+from disclosure.incidents import BreachAlert, BreachAssessment  # noqa: E402,F401
 from disclosure.ratelimit_store import RateLimitCounter  # noqa: E402,F401
+from disclosure.webhooks import WebhookDelivery, WebhookEndpoint  # noqa: E402,F401

@@ -18,7 +18,8 @@ def metrics(request):
     context = {
         **admin.site.each_context(request),
         "title": "Dashboard",
-        "metrics": dashboard(now),
+        "metrics": (figures := dashboard(now)),
+        "breach_rows": [("Clients", figures["breach"]["client"]), ("Regulator", figures["breach"]["regulator"])],
         "now": now,
         "team_key": key,
         "securitytxt_expires_at": Programme.load().securitytxt_expires_at,

@@ -17,7 +17,7 @@ from django.core.cache import cache
 from django.utils import timezone
 from django_q.models import Schedule
 
-from disclosure import emails, pgp, ratelimits, securitytxt, sla
+from disclosure import emails, incidents, pgp, ratelimits, securitytxt, sla, webhooks
 from disclosure.inbound import file as inbound_file
 from disclosure.inbound import imap
 from disclosure.models import OutboundEmail, Programme, Report
@@ -39,6 +39,11 @@ def deliver_emails(email_ids: list[int]) -> int:
     many were attempted. Each row is delivered on its own: a failure is recorded on that
     row and retried by the sweep, and does not stop the others."""
     return sum(emails.deliver(email_id, timezone.now()) for email_id in email_ids)
+
+
+def deliver_webhooks(delivery_ids: list[int]) -> int:
+    """Deliver the webhook rows one event queued; each on its own, as ``deliver_emails``."""
+    return sum(webhooks.deliver(pk, timezone.now()) for pk in delivery_ids)
 
 
 def deliver_email(email_id: int) -> bool:
@@ -91,10 +96,11 @@ def raise_due_sla_alerts(now, limit: int = 1000) -> int:
 
 
 def sweep(now=None) -> dict:
-    """The scheduled pass: record due SLA alerts (which queue their emails), resend due email,
-    file inbound mail whose filing task was lost."""
+    """The scheduled pass: record due SLA and breach alerts (which queue their emails and
+    webhooks), resend due email and webhooks, file inbound mail whose filing task was lost."""
     now = now or timezone.now()
-    result = {"sla_alerts": raise_due_sla_alerts(now), "emails": retry_due_emails(now),
+    result = {"sla_alerts": raise_due_sla_alerts(now), "breach_alerts": incidents.raise_due_breach_alerts(now),
+              "emails": retry_due_emails(now), "webhooks": webhooks.retry_due_deliveries(now),
               "inbound_mail": inbound_file.file_pending(now)}
     cache.set(LAST_SWEEP_KEY, now.isoformat(), timeout=None)
     return result

@@ -42,3 +42,14 @@ def duration(value):
     if minutes:
         return f"{minutes} min"
     return f"{seconds} s"
+
+
+@register.filter
+def iso_moment(value):
+    """An ISO 8601 string stored in an event's data, as a datetime for the ``date`` filter."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(value) if value else None
+    except (TypeError, ValueError):
+        return None
