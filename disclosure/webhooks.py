@@ -28,7 +28,6 @@ import json
 import logging
 import secrets
 import socket
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -39,8 +38,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.db.models import F, Q
-from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -243,34 +240,13 @@ class WebhookDelivery(models.Model):
             state=self.State.PENDING, attempts=0, next_attempt_at=now))
 
 
-# --- Which endpoints want an event (remembered for a minute per process) ----------------------------
-ENDPOINTS_MEMO_SECONDS = 60
-_memo: dict = {}
-_memo_lock = threading.Lock()
-
-
+# --- Which endpoints want an event -----------------------------------------------------------------
 def _subscriptions() -> list[tuple[int, frozenset, bool]]:
-    """``(endpoint id, event types, include_title)`` of the active endpoints. Kept in process
-    memory for a minute (recording an event costs no query when nothing subscribes), and
-    forgotten at once in the process that saves an endpoint."""
-    with _memo_lock:
-        if _memo and time.monotonic() - _memo["at"] < ENDPOINTS_MEMO_SECONDS:
-            return _memo["rows"]
-    rows = [(pk, frozenset(events or []), include_title) for pk, events, include_title in
+    """``(endpoint id, event types, include_title)`` of the active endpoints: one small
+    query, read when an event that some endpoint could want is recorded (never cached, so
+    an endpoint added, changed or switched off in any process applies to the next event)."""
+    return [(pk, frozenset(events or []), include_title) for pk, events, include_title in
             WebhookEndpoint.objects.filter(active=True).values_list("pk", "events", "include_title")]
-    with _memo_lock:
-        _memo.update(at=time.monotonic(), rows=rows)
-    return rows
-
-
-def forget() -> None:
-    with _memo_lock:
-        _memo.clear()
-
-
-@receiver([post_save, post_delete], sender=WebhookEndpoint)
-def _endpoint_changed(sender, **kwargs):
-    forget()
 
 
 # --- Events -> types -> payloads ----------------------------------------------------------------
@@ -345,18 +321,14 @@ def build_payload(event, event_type: str, *, include_title: bool) -> dict:
 
 def queue_for(event) -> list:
     """Write the deliveries an event calls for (in its transaction) and hand them to the
-    queue after commit. Costs no query when no endpoint subscribes to the event's types."""
+    queue after commit. Costs no query for an event no webhook type covers, and one small
+    query of the active endpoints otherwise."""
     types = event_types(event)
     if not types:
         return []
     wanted = [(pk, t, title) for pk, subscribed, title in _subscriptions() for t in types if t in subscribed]
     if not wanted:
         return []
-    # The memo may be up to a minute old: keep only endpoints that still exist and are active
-    # (a row for a deleted one would fail the whole transaction at commit, on PostgreSQL).
-    live = set(WebhookEndpoint.objects.filter(pk__in={pk for pk, _, _ in wanted}, active=True)
-               .values_list("pk", flat=True))
-    wanted = [(pk, t, title) for pk, t, title in wanted if pk in live]
     rows = [WebhookDelivery(endpoint_id=pk, report=event.report, event=event, event_type=t,
                             message_id=f"msg_{uuid.uuid4().hex}", created_at=event.created_at,
                             next_attempt_at=event.created_at,

@@ -18,7 +18,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import TestCase, override_settings
 
-from disclosure import health, pgp, securitytxt, webhooks
+from disclosure import health, pgp, securitytxt
 from disclosure.models import Attachment, Report
 
 # A fixed, ordinary moment: Monday 30 November 2026, 10:00 UTC.
@@ -127,7 +127,6 @@ def start_afresh(test) -> None:
     pgp.forget()
     securitytxt.forget()
     health.forget()
-    webhooks.forget()
     upload_dir = tempfile.mkdtemp(prefix="disclosure-test-uploads-")
     test.addCleanup(shutil.rmtree, upload_dir, ignore_errors=True)
     test.enterContext(override_settings(MEDIA_ROOT=upload_dir))

@@ -12,7 +12,7 @@ from django.core import mail
 from django.db import connection
 from django.test import TransactionTestCase, override_settings
 
-from disclosure import incidents, tasks, webhooks
+from disclosure import incidents, tasks
 from disclosure.incidents import BreachAlert, BreachAssessment
 from disclosure.models import Event, Report, TransitionError
 from tests.base import LONDON, BaseTestCase, make_report, run_at_once
@@ -264,9 +264,6 @@ class BreachAdminTests(BaseTestCase):
 
 @unittest.skipUnless(connection.vendor == "postgresql", "needs concurrent transactions (PostgreSQL)")
 class ConcurrentBreachSweepTests(TransactionTestCase):
-    def setUp(self):
-        webhooks.forget()
-
     def test_two_workers_sweeping_record_each_warning_and_escalation_once(self):
         user = User.objects.create_user("tess", "tess@example.com", "triager-password-1", is_staff=True)
         reports = [make_report(now=at(27, 10) + timedelta(minutes=i))[0] for i in range(4)]
