@@ -17,7 +17,7 @@ from django.core.cache import cache
 from django.utils import timezone
 from django_q.models import Schedule
 
-from disclosure import emails, pgp, ratelimits, securitytxt, sla
+from disclosure import emails, pgp, ratelimits, securitytxt, sla, storage
 from disclosure.inbound import file as inbound_file
 from disclosure.inbound import imap
 from disclosure.models import OutboundEmail, Programme, Report
@@ -91,10 +91,11 @@ def raise_due_sla_alerts(now, limit: int = 1000) -> int:
 
 def sweep(now=None) -> dict:
     """The scheduled pass: record due SLA alerts (which queue their emails), resend due email,
-    file inbound mail whose filing task was lost."""
+    file inbound mail whose filing task was lost, delete stored files whose deletion failed."""
     now = now or timezone.now()
     result = {"sla_alerts": raise_due_sla_alerts(now), "emails": retry_due_emails(now),
               "inbound_mail": inbound_file.file_pending(now)}
+    result["files_deleted"] = storage.delete_due(now)  # stored files whose deletion failed before
     cache.set(LAST_SWEEP_KEY, now.isoformat(), timeout=None)
     return result
 
