@@ -245,6 +245,10 @@ GPG_BINARY = env_str("GPG_BINARY", "gpg")
 GNUPG_HOME = Path(env_str("GNUPG_HOME", str(DATA_DIR / "gnupg")))
 TEAM_KEY_FINGERPRINT = env_str("TEAM_KEY_FINGERPRINT")
 TEAM_KEY_PASSPHRASE = env_secret("TEAM_KEY_PASSPHRASE")
+# The team key from a secret (a platform secret or a mounted file: armored secret or public
+# key), imported into GNUPG_HOME by every process before it uses the keyring, so a host needs
+# no persistent keyring (disclosure/pgp/keyring.py: import_team_key_file).
+TEAM_KEY_FILE = env_str("TEAM_KEY_FILE").strip()
 # Report bodies and attachments are stored encrypted to the team key when one is configured.
 STORE_ENCRYPTED = env_bool("STORE_ENCRYPTED", True)
 REPORTER_KEY_MAX_BYTES = env_int("REPORTER_KEY_MAX_BYTES", 64 * 1024, minimum=1024)
@@ -277,8 +281,35 @@ MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", MAX_ATTACHMENTS_TOTAL_BYTES + 2
 STATIC_URL = "/static/"
 STATIC_ROOT = DATA_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
+# Object storage (S3 or any S3-compatible store) for every file the portal keeps, when
+# S3_BUCKET is set; otherwise UPLOAD_DIR on local disk (disclosure/storage.py).
+S3_BUCKET = env_str("S3_BUCKET").strip()
+S3_ENDPOINT_URL = env_str("S3_ENDPOINT_URL").strip()
+S3_REGION = env_str("S3_REGION").strip()
+S3_ACCESS_KEY_ID = env_str("S3_ACCESS_KEY_ID").strip()
+S3_SECRET_ACCESS_KEY = env_secret("S3_SECRET_ACCESS_KEY").strip()
+S3_PREFIX = env_str("S3_PREFIX").strip().strip("/")
+S3_ADDRESSING_STYLE = env_str("S3_ADDRESSING_STYLE", "auto").strip().lower()
+if S3_ADDRESSING_STYLE not in ("auto", "path", "virtual"):
+    raise ImproperlyConfigured(f"S3_ADDRESSING_STYLE must be auto, path or virtual, not {S3_ADDRESSING_STYLE!r}")
+if S3_BUCKET:
+    from botocore.config import Config as _BotoConfig
+
+    # Private objects under random names: no ACL (the bucket's own, private, applies), never a
+    # URL for a browser (downloads go through the portal's access-checked views), never an
+    # overwrite. Files over 2 MiB are spooled to a temporary file, not held in memory.
+    _default_storage = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
+        "bucket_name": S3_BUCKET, "endpoint_url": S3_ENDPOINT_URL or None, "region_name": S3_REGION or None,
+        "access_key": S3_ACCESS_KEY_ID or None, "secret_key": S3_SECRET_ACCESS_KEY or None,
+        "location": S3_PREFIX, "default_acl": None, "querystring_auth": True, "file_overwrite": False,
+        "max_memory_size": 2 * 1024 * 1024,
+        "client_config": _BotoConfig(connect_timeout=5, read_timeout=30, s3={"addressing_style": S3_ADDRESSING_STYLE},
+                                     retries={"max_attempts": 3, "mode": "standard"}),
+    }}
+else:
+    _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _default_storage,
     "staticfiles": {
         "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
         if not DEBUG

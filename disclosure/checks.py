@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.checks import ERROR, Error, Warning, register, run_checks
+from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import SystemCheckError
 from django.http.request import validate_host
 from django.utils import timezone
@@ -90,6 +91,11 @@ def check_gpg(app_configs, **kwargs):
 def check_team_key(app_configs, **kwargs):
     if shutil.which(settings.GPG_BINARY) is None:
         return []
+    if settings.TEAM_KEY_FILE:
+        try:
+            pgp.import_team_key_file()
+        except pgp.PGPError as error:
+            return [Error(f"The team key from TEAM_KEY_FILE cannot be used: {error}", id="disclosure.E010")]
     if not pgp.team_fingerprint():
         return [Warning("No team PGP key is configured: security.txt is unsigned and reports cannot be encrypted.",
                         hint="Import your key with manage.py pgp_import_team_key and set TEAM_KEY_FINGERPRINT.",
@@ -135,3 +141,15 @@ def refuse_unsafe_deployment() -> None:
     if errors:
         raise SystemCheckError("The portal refuses to start on an unsafe configuration:\n" +
                                "\n".join(f"{m.id}: {m.msg} {m.hint or ''}" for m in errors))
+
+
+def prepare_team_key() -> None:
+    """At start (the WSGI application, the queue worker): import the team key from
+    ``TEAM_KEY_FILE`` into ``GNUPG_HOME`` (see ``pgp.import_team_key_file``), or refuse to
+    start with the reason. Every other process imports it on its first use of the keyring."""
+    if not settings.TEAM_KEY_FILE:
+        return
+    try:
+        pgp.import_team_key_file()
+    except pgp.PGPError as error:
+        raise ImproperlyConfigured(f"The portal refuses to start: {error}") from None

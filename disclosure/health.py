@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_safe
 from django_q.brokers import get_broker
 
-from disclosure import pgp, ratelimits, tasks
+from disclosure import pgp, ratelimits, storage, tasks
 from disclosure.inbound import imap
 from disclosure.models import OutboundEmail, Programme
 from disclosure.webhooks import WebhookDelivery
@@ -104,6 +104,7 @@ def forget() -> None:
     with _lock:
         _gpg_checked.clear()
         _storage_failure.clear()
+    storage.forget()
 
 
 # --- The other components ---------------------------------------------------------------------
@@ -185,9 +186,14 @@ def _health(now) -> dict:
     if cache_ok and not starting and (seconds is None or seconds > SWEEP_STALE_SECONDS):
         fail("worker", "the queue worker has not swept recently")
 
-    storage = _guarded(lambda: _recent_storage_failure(now, last.get(STORAGE_FAILURE_KEY)))[0]
-    if storage:
-        fail("storage", f"storing {storage['what']} failed at {storage['at']} ({storage['error']})")
+    file_storage, file_storage_problem = storage.probe()  # at most once a minute per process; reads only
+    if file_storage_problem:
+        fail("file_storage", f"{file_storage_problem}: attachments cannot be stored or downloaded")
+
+    storage_failure = _guarded(lambda: _recent_storage_failure(now, last.get(STORAGE_FAILURE_KEY)))[0]
+    if storage_failure:
+        fail("storage", f"storing {storage_failure['what']} failed at {storage_failure['at']} "
+                        f"({storage_failure['error']})")
 
     inbound = _guarded(lambda: imap.health(now))[0]  # None unless a mailbox is configured
     if inbound is not None:
@@ -219,7 +225,8 @@ def _health(now) -> dict:
         "last_sweep_seconds_ago": seconds,
         "emails_failed": failed_emails,
         "webhooks_failed": failed_webhooks,
-        "last_storage_failure": storage["at"] if storage else None,
+        "last_storage_failure": storage_failure["at"] if storage_failure else None,
+        "file_storage": file_storage,
         "team_key_expires_in_days": key_days,
         "securitytxt_expires_in_days": securitytxt_days,
     }

@@ -20,12 +20,10 @@ from django.core.validators import RegexValidator, validate_email
 from django.db import DatabaseError, IntegrityError, connection, models, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
-from django.db.models.signals import post_delete
-from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
 
-from disclosure import sla, tokens
+from disclosure import sla, storage, tokens
 from disclosure.pgp import sealing
 from disclosure.severity import priority_for, score_vector
 from disclosure.uploads import removed_on_failure, safe_filename
@@ -1053,14 +1051,21 @@ class Attachment(models.Model):
             return mimetypes.guess_type(self.display_name)[0] or "application/octet-stream"
         return self.declared_type or "application/octet-stream"
 
-    def read_plain(self) -> tuple[bytes, str]:
-        """The file's content and name for a download: decrypted when it is sealed and the
-        team key can decrypt here; otherwise the stored bytes (``.gpg`` added to the name)."""
-        with self.file.open("rb") as handle:
-            data = handle.read()
+    def open_plain(self):
+        """An open file of the content for a download, and its name: decrypted when it is
+        sealed and the team key can decrypt here, otherwise the stored bytes (``.gpg`` added
+        to the name). Read in chunks, so a large file never sits in memory; the caller
+        closes it (a ``FileResponse`` does)."""
+        handle = self.file.storage.open(self.file.name, "rb")
         if not self.encrypted:
-            return data, self.original_name
-        return sealing.open_file(data, self.original_name)
+            return handle, self.original_name
+        return sealing.open_file_stream(handle, self.original_name)
+
+    def read_plain(self) -> tuple[bytes, str]:
+        """``open_plain()``, read whole (emails and tests)."""
+        handle, name = self.open_plain()
+        with handle:
+            return handle.read(), name
 
     @classmethod
     def prepare(cls, report, upload, *, now=None, message=None) -> "Attachment":
@@ -1090,7 +1095,7 @@ class Attachment(models.Model):
         try:
             attachment.save()
         except BaseException:
-            attachment.file.delete(save=False)
+            storage.discard(attachment.file.name)
             raise
         return attachment
 
@@ -1423,13 +1428,6 @@ class Programme(models.Model):
             raise ValidationError(errors)
 
 
-@receiver(post_delete, sender=Attachment)
-def delete_attachment_file(sender, instance, **kwargs):
-    """A deleted attachment (a purge, or a Lead deleting a report) takes its file with it,
-    once the deletion has committed."""
-    name, storage = instance.file.name, instance.file.storage
-    if name:
-        transaction.on_commit(lambda: storage.delete(name))
 from disclosure.inbound.models import InboundMail  # noqa: E402,F401
 from disclosure.incidents import BreachAlert, BreachAssessment  # noqa: E402,F401
 from disclosure.ratelimit_store import RateLimitCounter  # noqa: E402,F401

@@ -6,6 +6,12 @@ from a copy kept in memory for ``MEMORY_SECONDS`` (no gpg, usually no query); si
 happens only when the content changes or at renewal. ``Expires`` is always in the future
 and less than a year ahead: the sweep renews the file once less than
 ``RENEW_DAYS_LEFT`` days are left.
+
+Several hosts: the file is generated once (the row is locked, and a host that finds it
+already renewed serves that copy) and every host serves the row's bytes, with an ETag
+from the bytes and Last-Modified from the row. The one host-local part is the copy in
+memory: after a change, a host answers with its previous copy for at most
+``MEMORY_SECONDS`` (60 s), then everyone serves the same.
 """
 
 import hashlib
@@ -76,10 +82,18 @@ def render(programme: Programme, expires: datetime) -> str:
     return "\n".join(lines) + "\n"
 
 
-def generate(now: datetime, programme: Programme | None = None) -> Programme:
-    """Build (and sign, when a team key is configured) the file and store it."""
+def generate(now: datetime, programme: Programme | None = None, *, only_if_needed: bool = False) -> Programme:
+    """Build (and sign, when a team key is configured) the file and store it.
+
+    ``only_if_needed``: the file is rebuilt only if, once the row is locked, it still needs
+    it. Several hosts (or processes) that find it due at the same moment then produce it
+    once, and all serve the one they find on the row: the same bytes, ETag and
+    Last-Modified everywhere."""
     with transaction.atomic():
         programme = Programme.objects.select_for_update().get(pk=(programme or Programme.load()).pk)
+        if only_if_needed and not needs_renewal(programme, now):
+            forget()
+            return programme
         expires = (now + timedelta(days=settings.SECURITYTXT_EXPIRES_DAYS)).replace(microsecond=0)
         body = render(programme, expires)
         if pgp.can_sign():
@@ -104,8 +118,7 @@ def renew_if_needed(now: datetime) -> bool:
     """The scheduled renewal: rebuild when content changed or Expires is getting close."""
     programme = Programme.load()
     if needs_renewal(programme, now):
-        generate(now, programme)
-        return True
+        return generate(now, programme, only_if_needed=True).securitytxt_generated_at == now
     return False
 
 
@@ -126,7 +139,7 @@ def served(now: datetime) -> Served:
             return cached
     programme = Programme.load()
     if needs_renewal(programme, now):
-        programme = generate(now, programme)
+        programme = generate(now, programme, only_if_needed=True)
     body = programme.securitytxt
     result = Served(body, '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"',
                     programme.securitytxt_generated_at)

@@ -17,7 +17,7 @@ from django.core.cache import cache
 from django.utils import timezone
 from django_q.models import Schedule
 
-from disclosure import emails, incidents, pgp, ratelimits, securitytxt, sla, webhooks
+from disclosure import emails, incidents, pgp, ratelimits, securitytxt, sla, storage, webhooks
 from disclosure.inbound import file as inbound_file
 from disclosure.inbound import imap
 from disclosure.models import OutboundEmail, Programme, Report
@@ -97,11 +97,13 @@ def raise_due_sla_alerts(now, limit: int = 1000) -> int:
 
 def sweep(now=None) -> dict:
     """The scheduled pass: record due SLA and breach alerts (which queue their emails and
-    webhooks), resend due email and webhooks, file inbound mail whose filing task was lost."""
+    webhooks), resend due email and webhooks, file inbound mail whose filing task was lost,
+    delete stored files whose deletion failed."""
     now = now or timezone.now()
     result = {"sla_alerts": raise_due_sla_alerts(now), "breach_alerts": incidents.raise_due_breach_alerts(now),
               "emails": retry_due_emails(now), "webhooks": webhooks.retry_due_deliveries(now),
               "inbound_mail": inbound_file.file_pending(now)}
+    result["files_deleted"] = storage.delete_due(now)  # stored files whose deletion failed before
     cache.set(LAST_SWEEP_KEY, now.isoformat(), timeout=None)
     return result
 

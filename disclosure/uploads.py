@@ -1,6 +1,7 @@
 """Uploaded files: the multi-file form field, limits, safe names and clean-up on failure.
 
-Files are stored under random names in ``UPLOAD_DIR`` (outside ``static/``) and are only
+Files are stored under random names in ``UPLOAD_DIR`` (outside ``static/``), or in object
+storage with ``S3_BUCKET`` (``disclosure.storage``), and are only
 ever served as downloads (``Content-Disposition: attachment``, ``application/octet-stream``,
 ``nosniff``) by access-checked views; see ``disclosure.views._download``.
 """
@@ -42,12 +43,14 @@ def removed_on_failure():
     Use it outside ``transaction.atomic()`` so a rolled-back transaction leaves no files
     behind: ``with removed_on_failure() as stored, transaction.atomic(): ...``.
     """
+    from disclosure import storage
+
     stored = []
     try:
         yield stored
     except BaseException:
         for attachment in stored:
-            attachment.file.delete(save=False)
+            storage.discard(attachment.file.name)
         raise
 
 

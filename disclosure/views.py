@@ -1,6 +1,7 @@
 """Public pages and the reporter's status page. Every view has one shape: access check,
 form, one model call, redirect."""
 
+import logging
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -9,28 +10,30 @@ from django.contrib.admin.views.decorators import staff_member_required
 from django.core import signing
 from django.core.exceptions import PermissionDenied
 from django.db import DatabaseError
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
 from django.utils import timezone
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_http_methods, require_safe
 
-from disclosure import export, health, pgp, securitytxt
+from disclosure import export, health, pgp, securitytxt, storage
 from disclosure.forms import CreditForm, FollowUpForm, LostLinkForm, ReporterKeyForm, ReportForm
 from disclosure.models import Attachment, Message, Programme, Report, StatusLink
 from disclosure.pgp import sealing
 from disclosure.ratelimits import check as check_rate
 from disclosure.ratelimits import limit, refuse_if_blocked
 
+log = logging.getLogger(__name__)
 RECEIPT_COOKIE = "vdp_receipt"
 RECEIPT_SALT = "disclosure.receipt"
 RECEIPT_MAX_AGE = 3600
 
 # What storing a submission or message can fail with when a part of the portal is down:
-# the upload folder (OSError), gpg or the team keyring (PGPError, or OSError when the
-# binary vanished), the database. The person gets the form back with what they typed.
-STORAGE_ERRORS = (OSError, pgp.PGPError, DatabaseError)
+# the upload folder (OSError) or the object store (botocore's errors), gpg or the team
+# keyring (PGPError, or OSError when the binary vanished), the database. The person gets
+# the form back with what they typed.
+STORAGE_ERRORS = (*storage.ERRORS, pgp.PGPError, DatabaseError)
 RETRY_AFTER_SECONDS = 300
 
 
@@ -220,11 +223,19 @@ def _message_not_stored(request, token, form, error, report=None):
 
 
 def _download(attachment: Attachment):
+    """Stream the file (decrypted when the team key can decrypt here) through this view:
+    never a URL of the store's for the browser."""
     try:
-        data, name = attachment.read_plain()
+        handle, name = attachment.open_plain()
     except FileNotFoundError:
         raise Http404 from None
-    response = HttpResponse(data, content_type="application/octet-stream")
+    except storage.ERRORS as error:
+        log.error("Reading attachment %s failed: %s: %s", attachment.pk, type(error).__name__, error)
+        response = HttpResponse("The file cannot be read right now. Please try again in a few minutes.\n",
+                                content_type="text/plain; charset=utf-8", status=503)
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return _private(response)
+    response = FileResponse(handle, content_type="application/octet-stream")
     response["Content-Disposition"] = content_disposition_header(True, name)
     response["X-Content-Type-Options"] = "nosniff"
     response["Content-Security-Policy"] = "default-src 'none'; sandbox"

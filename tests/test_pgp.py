@@ -100,7 +100,7 @@ class EncryptedReportsInTests(TeamKeyMixin, BaseTestCase):
         self.login(self.triager)
         self.assertContains(self.client.get(f"/admin/disclosure/report/{report.pk}/change/", secure=True), SECRET)
         download = self.client.get(f"/staff/attachments/{attachment.pk}/", secure=True)
-        self.assertEqual(download.content, b"print('pwned')")
+        self.assertEqual(b"".join(download.streaming_content), b"print('pwned')")
         token = self.status_token_in(self.client.get("/report/received/", secure=True).content.decode())
         self.assertNotContains(self.client.get(f"/status/{token}/", secure=True), SECRET)  # no gpg per view
         self.assertContains(self.client.get(f"/status/{token}/submitted/", secure=True), SECRET)
@@ -125,7 +125,7 @@ class EncryptedReportsInTests(TeamKeyMixin, BaseTestCase):
         attachment = Attachment.objects.get()
         self.login(self.triager)
         download = self.client.get(f"/staff/attachments/{attachment.pk}/", secure=True)
-        self.assertEqual(download.content, b"exploit code")
+        self.assertEqual(b"".join(download.streaming_content), b"exploit code")
         self.assertIn('filename="exploit.py"', download["Content-Disposition"])
 
     def test_a_file_encrypted_in_the_browser_is_described_as_the_researcher_had_it(self):

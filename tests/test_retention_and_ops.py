@@ -91,7 +91,8 @@ class HealthTests(BaseTestCase):
         self.assertEqual(set(body), {"status", "database", "cache", "queue_backlog", "gpg", "last_sweep_seconds_ago",
                                      "emails_failed", "webhooks_failed", "last_storage_failure",
                                      "team_key_expires_in_days", "securitytxt_expires_in_days", "rate_limit_store",
-                                     "rate_limit_store_failed_at"})
+                                     "rate_limit_store_failed_at", "file_storage"})
+        self.assertEqual(body["file_storage"], "ok")
         self.assertNotIn(settings.SECRET_KEY, response.content.decode())
 
     def test_degraded_when_the_worker_has_not_swept(self):

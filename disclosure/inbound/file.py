@@ -23,7 +23,7 @@ from django.template.defaultfilters import filesizeformat
 from django.utils import timezone
 from mailparser_reply import EmailReplyParser
 
-from disclosure import pgp
+from disclosure import pgp, storage
 from disclosure.inbound import classify, parse, pgpmail
 from disclosure.inbound.models import InboundMail
 from disclosure.pgp import sealing
@@ -54,8 +54,11 @@ def receive(raw: bytes, *, arrived_at, source: str, source_detail: str = "") -> 
         with transaction.atomic():
             row.save()
     except IntegrityError:  # the same message, received by another process meanwhile
-        row.raw.delete(save=False)
+        storage.discard(row.raw.name)
         return InboundMail.objects.get(key=mail.key), False
+    except BaseException:
+        storage.discard(row.raw.name)
+        raise
     return row, True
 
 
@@ -128,11 +131,12 @@ class _Filing:
     def __post_init__(self):
         self.notes = list(self.mail.notes)
         self.created_files = []
+        self.created_names = []
 
     def remove_files(self):
         """Files written for what this filing created: its transaction is rolling back."""
-        for attachment in self.created_files:
-            attachment.file.delete(save=False)
+        for name in [attachment.file.name for attachment in self.created_files] + self.created_names:
+            storage.discard(name)
 
     # --- What a message becomes -------------------------------------------------------------
     def new_report(self, decision):
@@ -236,11 +240,10 @@ class _Filing:
         if keep_raw:
             stored, row.raw_encrypted = sealing.seal_file(self.raw)
             row.raw.save("raw", ContentFile(stored), save=False)
+            self.created_names.append(row.raw.name)
         else:
             row.raw = ""
-        storage = InboundMail._meta.get_field("raw").storage
-        if plain:
-            transaction.on_commit(lambda: storage.delete(plain))
+        storage.delete_later(plain)
 
     def _record_pgp(self, opened, *, key_label: str):
         self.notes += opened.notes

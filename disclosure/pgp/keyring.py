@@ -78,7 +78,12 @@ def _gpg(binary: str, home: str) -> gnupg.GPG:
 
 
 def team_gpg() -> gnupg.GPG:
-    return _gpg(settings.GPG_BINARY, str(settings.GNUPG_HOME))
+    """The team keyring's handle; with ``TEAM_KEY_FILE``, the key is imported into it first
+    (once per process and key file: ``import_team_key_file``)."""
+    gpg = _gpg(settings.GPG_BINARY, str(settings.GNUPG_HOME))
+    if settings.TEAM_KEY_FILE:
+        import_team_key_file(gpg)
+    return gpg
 
 
 @contextmanager
@@ -140,6 +145,7 @@ def _from_keyring(name: str, read):
 def forget() -> None:
     """Drop what this process remembers about the keyring."""
     _keyring_memo.clear()
+    _key_file_imported.clear()
 
 
 def _keyring_stamp(home: Path) -> tuple:
@@ -214,6 +220,66 @@ def import_team_key(armored: str) -> list[str]:
     if not result.fingerprints:
         raise PGPError(f"nothing was imported: {result.summary() or 'no key found in the input'}")
     return sorted(set(result.fingerprints))
+
+
+# --- The team key from a secret (TEAM_KEY_FILE) ----------------------------------------------
+# (GNUPG_HOME, key file, its size and time) already imported by this process.
+_key_file_imported: set = set()
+
+
+def import_team_key_file(gpg: gnupg.GPG | None = None) -> str:
+    """Make sure the keyring at ``GNUPG_HOME`` holds the key in ``TEAM_KEY_FILE`` (an armored
+    secret or public key: a platform secret or a mounted file), so a host needs no
+    persistent keyring. Returns the fingerprint.
+
+    Every process calls it before it uses the keyring (``team_gpg()`` does, once per process
+    and key file; WSGI start-up and the worker call it explicitly, to refuse to start on a
+    bad key). Safe when several processes start at once on a fresh keyring: the check and
+    the import happen under the keyring's file lock, and a keyring that already holds the
+    key (with its secret, when the file has one) is left alone. Raises ``PGPError`` naming
+    the problem when the file cannot be read, holds no key, or does not hold the key
+    ``TEAM_KEY_FINGERPRINT`` names."""
+    path, fingerprint = Path(settings.TEAM_KEY_FILE), team_fingerprint()
+    home = str(settings.GNUPG_HOME)
+    try:
+        stat = path.stat()
+    except OSError as error:
+        raise PGPError(f"TEAM_KEY_FILE {path} cannot be read: {error.strerror or error}") from None
+    memo = (home, str(path), stat.st_size, stat.st_mtime_ns)
+    if memo in _key_file_imported:
+        return fingerprint
+    gpg = gpg or _gpg(settings.GPG_BINARY, home)
+    try:
+        armored = path.read_text(encoding="ascii")
+    except (OSError, UnicodeDecodeError) as error:
+        raise PGPError(f"TEAM_KEY_FILE {path} cannot be read as an ASCII-armored key: {error}") from None
+    found = {key["fingerprint"]: key["type"] for key in gpg.scan_keys_mem(armored)}
+    if not found:
+        raise PGPError(f"TEAM_KEY_FILE {path} holds no OpenPGP key (export it with gpg --export-secret-keys --armor, "
+                       "or gpg --export --armor for the public key only).")
+    if not fingerprint:
+        raise PGPError(f"TEAM_KEY_FILE is set but TEAM_KEY_FINGERPRINT is not: set it to the key's fingerprint "
+                       f"({', '.join(sorted(found))}) so a replaced secret cannot change the team key unnoticed.")
+    if fingerprint not in found:
+        raise PGPError(f"TEAM_KEY_FILE {path} does not hold the key TEAM_KEY_FINGERPRINT names ({fingerprint}); it "
+                       f"holds {', '.join(sorted(found))}. Correct TEAM_KEY_FINGERPRINT or the secret.")
+    secret = found[fingerprint] == "sec"
+    with keyring_lock(Path(home)):
+        if not _holds(gpg, fingerprint, secret=secret):
+            result = gpg.import_keys(armored)
+            if not _holds(gpg, fingerprint, secret=secret):
+                raise PGPError(f"importing TEAM_KEY_FILE {path} into {home} failed: "
+                               f"{result.summary() or result.stderr[-200:]}")
+            log.info("Imported the team key %s (%s) from TEAM_KEY_FILE into %s", fingerprint,
+                     "secret" if secret else "public only", home)
+    _keyring_memo.clear()
+    _key_file_imported.add(memo)
+    return fingerprint
+
+
+def _holds(gpg: gnupg.GPG, fingerprint: str, *, secret: bool) -> bool:
+    keys = gpg.list_keys(secret=secret, keys=[fingerprint])
+    return any(key["fingerprint"] == fingerprint for key in keys)
 
 
 def export_public(fingerprint: str, *, armor: bool = True):
@@ -455,6 +521,28 @@ def decrypt(data, *, max_output: int | None = None) -> bytes:
     if len(result.data) >= limit:
         raise PGPError(f"decryption failed: the plaintext is larger than {limit} bytes")
     return result.data
+
+
+def decrypt_to_file(source):
+    """Decrypt the open file ``source`` with the team's secret key into a private temporary
+    file (in a folder of mode 0700, unlinked as soon as gpg has written it), returned open
+    at its start: a download streams from it without holding the file in memory. Output is
+    capped like ``decrypt``'s."""
+    limit = file_max_output()
+    folder = tempfile.mkdtemp(prefix="disclosure-plain-")
+    path = Path(folder) / "plain"
+    try:
+        result = team_gpg().decrypt_file(source, output=str(path), passphrase=settings.TEAM_KEY_PASSPHRASE or None,
+                                         extra_args=["--max-output", str(limit)])
+        if not result.ok:
+            raise PGPError(f"decryption failed: {result.status or 'no valid OpenPGP data'}")
+        plain = open(path, "rb")  # noqa: SIM115 - returned open; the caller (a FileResponse) closes it
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    if os.fstat(plain.fileno()).st_size >= limit:
+        plain.close()
+        raise PGPError(f"decryption failed: the plaintext is larger than {limit} bytes")
+    return plain
 
 
 # --- Reporters' keys (never imported into the team keyring) ---------------------------------

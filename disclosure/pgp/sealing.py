@@ -80,6 +80,23 @@ def open_file(data: bytes, name: str) -> tuple[bytes, str]:
     return data, name if name.endswith(ENCRYPTED_SUFFIXES) else name + ".gpg"
 
 
+def open_file_stream(handle, name: str):
+    """``open_file`` for an open stored file, without holding it in memory: returns an open
+    file of the plaintext (a private temporary file, already unlinked) and its name, or
+    ``handle`` itself, rewound, with the ciphertext's name. Closes ``handle`` when it
+    returns something else."""
+    if _can_decrypt():
+        try:
+            plain = pgp.decrypt_to_file(handle)
+        except pgp.PGPError:
+            pass
+        else:
+            handle.close()
+            return plain, strip_encrypted_suffix(name) or "attachment"
+        handle.seek(0)
+    return handle, name if name.endswith(ENCRYPTED_SUFFIXES) else name + ".gpg"
+
+
 def strip_encrypted_suffix(name: str) -> str:
     for suffix in ENCRYPTED_SUFFIXES:
         name = name.removesuffix(suffix)

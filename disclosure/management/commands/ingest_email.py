@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand
 from django.db import DatabaseError
 from django.utils import timezone
 
+from disclosure import storage
 from disclosure.inbound import file
 from disclosure.inbound.models import InboundMail
 
@@ -29,7 +30,7 @@ class Command(BaseCommand):
             return
         try:
             row = file.take(raw, arrived_at=arrived, source=InboundMail.Source.PIPE)
-        except (DatabaseError, OSError) as exc:
+        except (DatabaseError, *storage.ERRORS) as exc:
             self.stderr.write(f"ingest_email: could not record the message, the MTA should retry: {exc}")
             sys.exit(EX_TEMPFAIL)
         self.stdout.write(f"Inbound mail #{row.pk}: {row.get_state_display()}"

@@ -22,6 +22,7 @@ from django_q.cluster import Cluster
 from django_q.management.commands import qcluster
 
 from disclosure import pgp, tasks
+from disclosure.checks import prepare_team_key
 
 log = logging.getLogger("disclosure.worker")
 
@@ -85,6 +86,7 @@ class Command(qcluster.Command):
                             help="Longest wait between attempts, in seconds (default 30).")
 
     def handle(self, *args, first_delay, max_delay, **options):
+        prepare_team_key()  # TEAM_KEY_FILE into GNUPG_HOME before the cluster forks, or refuse to start
         delays = {"first_delay": max(first_delay, 0.1), "max_delay": max(max_delay, first_delay, 0.1)}
         wait_for("the database", database_ready, **delays)
         if settings.REDIS_URL:
