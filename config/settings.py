@@ -276,6 +276,10 @@ DATA_UPLOAD_MAX_NUMBER_FIELDS = 200
 DATA_UPLOAD_MAX_NUMBER_FILES = MAX_ATTACHMENTS + 5
 # Bodies larger than this are refused from their Content-Length before being read (413).
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_BYTES", MAX_ATTACHMENTS_TOTAL_BYTES + 2 * 1024 * 1024, minimum=1024)
+# That is the one cap on a body: Django's own 2.5 MB limit on a body read into memory would
+# refuse a mail provider's inbound webhook carrying an email with attachments (a JSON or form
+# body, not a file upload). Public form fields have their own length limits.
+DATA_UPLOAD_MAX_MEMORY_SIZE = MAX_REQUEST_BYTES
 
 # --- Static files -----------------------------------------------------------------------
 STATIC_URL = "/static/"

@@ -50,6 +50,23 @@ class InboundWebhookTests(BaseTestCase):
         self.assertEqual(report.title, "SQL injection in /search")
         self.assertEqual(len(self.emails_to("ada@researcher.example")), 1)
 
+    def test_a_message_with_megabytes_of_attachments_is_filed_not_refused(self):
+        # Django refuses request bodies over 2.5 MB read into memory by default; a webhook
+        # carries the whole email, attachments included (MAX_REQUEST_BYTES is the one cap).
+        capture = base64.encodebytes(bytes(range(256)) * 12_000).decode()  # a 3 MB pcap, base64 in the mail
+        raw = ("From: Ada Researcher <ada@researcher.example>\r\nTo: security@security.example.com\r\n"
+               "Subject: Traffic capture of the leak\r\nMessage-ID: <big-1@researcher.example>\r\n"
+               "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n"
+               "--b\r\nContent-Type: text/plain\r\n\r\nThe capture is attached.\r\n"
+               "--b\r\nContent-Type: application/vnd.tcpdump.pcap; name=leak.pcap\r\n"
+               "Content-Disposition: attachment; filename=leak.pcap\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+               f"{capture}\r\n--b--\r\n").encode()
+        self.assertGreater(len(raw), 3 * 1024 * 1024)
+        self.assertEqual(self.postmark(raw).status_code, 200)
+        report = Report.objects.get()
+        self.assertEqual(report.title, "Traffic capture of the leak")
+        self.assertEqual(report.attachments.get(original_name="leak.pcap").size, 256 * 12_000)
+
     def test_postmark_parsed_fields_without_raw_email_are_filed_too(self):
         payload = {"FromFull": {"Email": "eve@example.org", "Name": "Eve"},
                    "ToFull": [{"Email": "security@security.example.com", "Name": ""}],
