@@ -117,13 +117,31 @@ def without_rate_limit_store(queries) -> list[str]:
     return keep
 
 
+def clear_cache(alias: str, config: dict) -> None:
+    """Empty a cache for the next test. Redis is shared (other test runs on this machine use
+    the same database number): only this run's keys (its ``KEY_PREFIX``) are deleted, never
+    the whole database, which Django's ``clear()`` would flush."""
+    if not config["BACKEND"].endswith("RedisCache"):
+        caches[alias].clear()
+        return
+    import redis
+
+    client = redis.Redis.from_url(config["LOCATION"])
+    try:
+        keys = list(client.scan_iter(match=f"{config.get('KEY_PREFIX', '')}:*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
+
+
 def start_afresh(test) -> None:
     """What a test must not inherit from the one before: the caches (rate-limit counters),
     what this process remembers (the keyring's facts, the served security.txt, health
     checks), and
     uploads (each test stores them in a folder of its own, removed afterwards)."""
-    for alias in settings.CACHES:
-        caches[alias].clear()
+    for alias, config in settings.CACHES.items():
+        clear_cache(alias, config)
     pgp.forget()
     securitytxt.forget()
     health.forget()

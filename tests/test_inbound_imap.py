@@ -5,7 +5,6 @@ Skipped, with a notice, when dovecot is not installed (``.ci/run`` installs it).
 import unittest
 from datetime import timedelta
 
-from django.core.cache import cache
 from django.db import connection
 from django.test import TransactionTestCase, override_settings
 from django_q.models import Schedule
@@ -102,7 +101,6 @@ class TwoPollersTests(DovecotMixin, TransactionTestCase):
     def setUp(self):
         super().setUp()
         start_afresh(self)
-        cache.clear()
 
     def test_two_pollers_at_once_file_each_message_once(self):
         for n in range(6):
