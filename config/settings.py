@@ -238,6 +238,16 @@ CSAF_URL = env_str("CSAF_URL")
 # (0 keeps them forever); a legal hold exempts a report.
 RETENTION_DAYS = env_int("RETENTION_DAYS", 365, minimum=0)
 
+# --- Backups (manage.py backup / restore; see the README) ----------------------------------
+BACKUP_DIR = Path(env_str("BACKUP_DIR", str(DATA_DIR / "backups")))
+# Also encrypt backups to this key (e.g. an offline key; its public half imported into GNUPG_HOME).
+BACKUP_KEY_FINGERPRINT = env_str("BACKUP_KEY_FINGERPRINT").replace(" ", "").upper()
+# Hour (programme time, 0-23) of the daily scheduled backup; -1: no schedule (run it from cron).
+BACKUP_HOUR = env_int("BACKUP_HOUR", 2, minimum=-1)
+# Archives older than this are deleted after each scheduled backup (a system check refuses more
+# than 90, so what the portal purges leaves its backups within 90 days).
+BACKUP_RETENTION_DAYS = env_int("BACKUP_RETENTION_DAYS", 30, minimum=1)
+
 # --- Uploads ----------------------------------------------------------------------------
 MEDIA_ROOT = Path(env_str("UPLOAD_DIR", str(DATA_DIR / "uploads")))
 MEDIA_URL = None  # never served directly: downloads go through access-checked views

@@ -114,6 +114,31 @@ def check_team_key(app_configs, **kwargs):
 
 
 @register("disclosure")
+def check_backups(app_configs, **kwargs):
+    errors = []
+    if settings.BACKUP_RETENTION_DAYS > 90:
+        errors.append(Error(
+            f"BACKUP_RETENTION_DAYS is {settings.BACKUP_RETENTION_DAYS}: data purged from the portal must leave its "
+            "backups within 90 days.", hint="Set BACKUP_RETENTION_DAYS to 90 or less (default 30).",
+            id="disclosure.E020"))
+    if settings.BACKUP_HOUR > 23:
+        errors.append(Error(f"BACKUP_HOUR must be an hour from 0 to 23, or -1 for no schedule, not "
+                            f"{settings.BACKUP_HOUR}.", id="disclosure.E021"))
+    fingerprint = settings.BACKUP_KEY_FINGERPRINT
+    if fingerprint and shutil.which(settings.GPG_BINARY) is not None:
+        try:
+            found = any(key["fingerprint"] == fingerprint for key in pgp.team_gpg().list_keys(keys=[fingerprint]))
+        except pgp.PGPError:
+            found = True  # reported by check_team_key
+        if not found:
+            errors.append(Error(
+                f"BACKUP_KEY_FINGERPRINT {fingerprint} is not in the keyring at {settings.GNUPG_HOME}: backups "
+                "would fail.", hint="Import its public key with manage.py pgp_import_team_key.",
+                id="disclosure.E022"))
+    return errors
+
+
+@register("disclosure")
 def check_pgp_mailer(app_configs, **kwargs):
     backend = settings.MAILERS.get("default", {}).get("BACKEND", "")
     if settings.TEAM_KEY_FINGERPRINT and backend not in MIME_CAPABLE_BACKENDS:

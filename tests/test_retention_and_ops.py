@@ -89,7 +89,8 @@ class HealthTests(BaseTestCase):
         self.assertEqual(body["rate_limit_store"], "ok")
         self.assertEqual(set(body), {"status", "database", "cache", "queue_backlog", "gpg", "last_sweep_seconds_ago",
                                      "emails_failed", "last_storage_failure", "team_key_expires_in_days",
-                                     "securitytxt_expires_in_days", "rate_limit_store", "rate_limit_store_failed_at"})
+                                     "securitytxt_expires_in_days", "rate_limit_store", "rate_limit_store_failed_at",
+                                     "last_backup_hours_ago"})
         self.assertNotIn(settings.SECRET_KEY, response.content.decode())
 
     def test_degraded_when_the_worker_has_not_swept(self):

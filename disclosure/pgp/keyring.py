@@ -523,3 +523,88 @@ def detached_sign(data: bytes) -> tuple[str, str]:
     if result.status != "signature created" or not result.data:
         raise PGPError(f"signing failed: {result.status or result.stderr[-200:]}")
     return result.data.decode("ascii"), "pgp-" + HASH_NAMES.get(str(result.hash_algo), "sha256")
+
+
+# --- Backups: streams through gpg, never in clear on disk ------------------------------------
+def backup_recipients() -> list[str]:
+    """Who a backup is encrypted to: the team key, and ``BACKUP_KEY_FINGERPRINT`` (an
+    offline key whose public half was imported into the team keyring) when set."""
+    if not team_fingerprint():
+        raise PGPError("no team key is configured (TEAM_KEY_FINGERPRINT): a backup is never written unencrypted")
+    extra = (settings.BACKUP_KEY_FINGERPRINT or "").replace(" ", "").upper()
+    return [team_fingerprint(), *([extra] if extra and extra != team_fingerprint() else [])]
+
+
+def _gpg_command(*args: str) -> list[str]:
+    binary = shutil.which(settings.GPG_BINARY)
+    if binary is None:
+        raise PGPError(f"the gpg binary ({settings.GPG_BINARY}) was not found")
+    home = _prepare_home(Path(settings.GNUPG_HOME))
+    return [binary, "--homedir", str(home), "--batch", "--no-tty", "--yes", "--status-fd", "2", *args]
+
+
+def _gpg_failure(stderr, what: str) -> PGPError:
+    stderr.seek(0)
+    text = stderr.read().decode("utf-8", "replace")
+    reasons = [line[9:] for line in text.splitlines() if line.startswith("[GNUPG:] ")
+               and line[9:].split()[0] in ("FAILURE", "ERROR", "DECRYPTION_FAILED", "BADMDC", "INV_RECP", "NO_SECKEY",
+                                           "NO_PUBKEY", "NODATA")]
+    plain = [line for line in text.splitlines() if line.startswith("gpg:")]
+    return PGPError(f"{what}: {'; '.join(reasons + plain[-2:]) or 'gpg gave no reason'}")
+
+
+@contextmanager
+def encrypting_to_file(path: Path, recipients: list[str]):
+    """A writable binary stream whose bytes gpg encrypts to ``recipients`` into ``path``
+    (binary OpenPGP). Raises ``PGPError`` when gpg fails; ``path`` is then removed."""
+    command = _gpg_command("--trust-model", "always", "--output", str(path), "--encrypt",
+                           *[arg for fingerprint in recipients for arg in ("--recipient", fingerprint)])
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,  # noqa: S603
+                                   stderr=stderr)
+        try:
+            yield process.stdin
+            process.stdin.close()
+            if process.wait(timeout=600) != 0:
+                raise _gpg_failure(stderr, "encrypting the backup failed")
+        except BrokenPipeError:  # gpg stopped reading: it refused (e.g. a recipient it does not have)
+            process.wait(timeout=60)
+            Path(path).unlink(missing_ok=True)
+            raise _gpg_failure(stderr, "encrypting the backup failed") from None
+        except BaseException:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            Path(path).unlink(missing_ok=True)
+            raise
+
+
+@contextmanager
+def decrypting_file(path: Path):
+    """A readable binary stream of the plaintext of the OpenPGP file ``path``, decrypted
+    with any secret key in the team keyring. gpg checks the message's integrity only at
+    its end: the caller must read the stream to its end, and a ``PGPError`` raised when
+    the block exits (damaged, not for our keys, wrong passphrase) voids what was read."""
+    passphrase = settings.TEAM_KEY_PASSPHRASE or ""
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(write_end, "wb") as handle:  # small: fits in the pipe's buffer
+            handle.write(passphrase.encode("utf-8"))
+        args = (["--pinentry-mode", "loopback", "--passphrase-fd", str(read_end)] if passphrase
+                else ["--pinentry-mode", "error"])
+        with tempfile.TemporaryFile() as stderr:
+            process = subprocess.Popen(_gpg_command(*args, "--decrypt", str(path)),  # noqa: S603
+                                       stdout=subprocess.PIPE, stderr=stderr, pass_fds=(read_end,))
+            try:
+                yield process.stdout
+                while process.stdout.read(1024 * 1024):
+                    pass
+                if process.wait(timeout=600) != 0:
+                    raise _gpg_failure(stderr, "the archive could not be decrypted intact")
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+                process.stdout.close()
+    finally:
+        os.close(read_end)

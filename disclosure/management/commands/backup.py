@@ -1,0 +1,19 @@
+from django.core.management.base import BaseCommand, CommandError
+from django.utils import timezone
+
+from disclosure import backup, pgp
+
+
+class Command(BaseCommand):
+    help = ("Write one encrypted archive of the database, the stored files and a manifest into BACKUP_DIR "
+            "(encrypted to the team key and BACKUP_KEY_FINGERPRINT; never written in clear).")
+
+    def add_arguments(self, parser):
+        parser.add_argument("--dir", help="write into this folder instead of BACKUP_DIR")
+
+    def handle(self, *args, dir=None, **options):  # noqa: A002
+        try:
+            path = backup.create_backup(timezone.now(), dir)
+        except (backup.BackupError, pgp.PGPError, OSError) as error:
+            raise CommandError(f"Backup failed: {error}") from None
+        self.stdout.write(f"Backup written to {path}")
