@@ -23,6 +23,9 @@ DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var"))).resolve()
 DEBUG = env_bool("DEBUG", False)
 INSECURE_DEV_SECRET_KEY = "insecure-development-key-never-use-in-production"
 SECRET_KEY = env_secret("SECRET_KEY", INSECURE_DEV_SECRET_KEY)
+# Former keys, still accepted when checking signatures (sessions, signed cookies) while a new
+# SECRET_KEY takes over: comma- or newline-separated; drop them once the overlap is over.
+SECRET_KEY_FALLBACKS = [key.strip() for key in re.split(r"[,\n]", env_secret("SECRET_KEY_FALLBACKS")) if key.strip()]
 
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 _site_host = urlsplit(SITE_URL).hostname or "localhost"
