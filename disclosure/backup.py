@@ -165,7 +165,6 @@ def create_backup(now: datetime, directory: Path | None = None) -> Path:
             info = tarfile.TarInfo(MANIFEST)
             info.size, info.mode, info.mtime = len(body), 0o600, int(time.time())
             tar.addfile(info, io.BytesIO(body))
-    os.chmod(partial, 0o600)
     os.replace(partial, final)
     log.info("Backup written: %s (%s files, %s tables)", final, manifest["files"], len(manifest["database"]["counts"]))
     return final
@@ -354,7 +353,9 @@ def _restore_members(path: Path, *, database, storage) -> None:
                         target = name[len(FILES_PREFIX):]
                         if storage.exists(target):
                             storage.delete(target)
-                        saved = storage.save(target, File(handle, name=posixpath.basename(target)))
+                        content = File(handle, name=posixpath.basename(target))
+                        content.size = member.size  # a tar stream cannot seek to measure it
+                        saved = storage.save(target, content)
                         if saved != target:
                             raise BackupError(f"the storage saved {target} as {saved}")
     except pgp.PGPError as error:
@@ -464,7 +465,7 @@ def verify(path: Path) -> Verification:
                     scratch.close()
             elif vendor == "postgresql":
                 scratch_db = f"{connection.settings_dict['NAME']}_verify_{secrets.token_hex(4)}"[:63]
-                _admin_sql(f'CREATE DATABASE "{scratch_db}"')
+                _admin_sql("CREATE DATABASE {}", scratch_db)
                 _restore_postgresql(stream, connection.settings_dict, clean=False, dbname=scratch_db)
                 counts = _pg_counts(scratch_db)
             else:
@@ -490,7 +491,7 @@ def verify(path: Path) -> Verification:
         return Verification(manifest, counts, files, problems)
     finally:
         if scratch_db:
-            _admin_sql(f'DROP DATABASE IF EXISTS "{scratch_db}" WITH (FORCE)')
+            _admin_sql("DROP DATABASE IF EXISTS {} WITH (FORCE)", scratch_db)
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -503,10 +504,12 @@ def _pg_connect(dbname: str):
     return psycopg.connect(**{key: value for key, value in params.items() if value}, autocommit=True)
 
 
-def _admin_sql(statement: str) -> None:
+def _admin_sql(statement: str, database: str) -> None:
     """CREATE/DROP DATABASE, which cannot run in a transaction: on a connection of its own."""
+    from psycopg import sql
+
     with _pg_connect(connection.settings_dict["NAME"]) as admin:
-        admin.execute(statement)
+        admin.execute(sql.SQL(statement).format(sql.Identifier(database)))
 
 
 def _pg_counts(dbname: str) -> dict[str, int]:

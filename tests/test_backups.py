@@ -156,6 +156,18 @@ class BackupRestoreTests(BackupCase):
             self.command("restore", str(self.backups / "missing.tar.gpg"))
 
 
+class BackupDirTests(BackupCase):
+    def test_dir_writes_elsewhere_and_the_archive_verifies(self):
+        make_report()
+        with tempfile.TemporaryDirectory() as folder:
+            output = self.command("backup", "--dir", folder)
+            [(_, path)] = backup.archives(Path(folder))
+            self.assertIn(str(path), output)
+            self.assertEqual(backup.archives(self.backups), [])
+            self.assertEqual(oct(path.stat().st_mode & 0o777), "0o600")
+            self.assertIn("Verification passed", self.command("restore", "--verify", str(path)))
+
+
 class BackupWithoutKeyTests(TransactionTestCase):
     @override_settings(TEAM_KEY_FINGERPRINT="")
     def test_no_backup_is_written_without_a_team_key(self):

@@ -557,11 +557,11 @@ def _gpg_failure(stderr, what: str) -> PGPError:
 def encrypting_to_file(path: Path, recipients: list[str]):
     """A writable binary stream whose bytes gpg encrypts to ``recipients`` into ``path``
     (binary OpenPGP). Raises ``PGPError`` when gpg fails; ``path`` is then removed."""
-    command = _gpg_command("--trust-model", "always", "--output", str(path), "--encrypt",
+    command = _gpg_command("--trust-model", "always", "--encrypt",
                            *[arg for fingerprint in recipients for arg in ("--recipient", fingerprint)])
-    with tempfile.TemporaryFile() as stderr:
-        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,  # noqa: S603
-                                   stderr=stderr)
+    output = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # readable by this user only
+    with tempfile.TemporaryFile() as stderr, os.fdopen(output, "wb") as target:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=target, stderr=stderr)  # noqa: S603
         try:
             yield process.stdin
             process.stdin.close()

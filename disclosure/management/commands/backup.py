@@ -1,4 +1,5 @@
 from django.core.management.base import BaseCommand, CommandError
+from django.db import DatabaseError
 from django.utils import timezone
 
 from disclosure import backup, pgp
@@ -9,11 +10,11 @@ class Command(BaseCommand):
             "(encrypted to the team key and BACKUP_KEY_FINGERPRINT; never written in clear).")
 
     def add_arguments(self, parser):
-        parser.add_argument("--dir", help="write into this folder instead of BACKUP_DIR")
+        parser.add_argument("--dir", dest="directory", help="write into this folder instead of BACKUP_DIR")
 
-    def handle(self, *args, dir=None, **options):  # noqa: A002
+    def handle(self, *args, directory=None, **options):
         try:
-            path = backup.create_backup(timezone.now(), dir)
-        except (backup.BackupError, pgp.PGPError, OSError) as error:
+            path = backup.create_backup(timezone.now(), directory)
+        except (backup.BackupError, pgp.PGPError, DatabaseError, OSError) as error:
             raise CommandError(f"Backup failed: {error}") from None
         self.stdout.write(f"Backup written to {path}")
