@@ -226,6 +226,9 @@ GPG_BINARY = env_str("GPG_BINARY", "gpg")
 GNUPG_HOME = Path(env_str("GNUPG_HOME", str(DATA_DIR / "gnupg")))
 TEAM_KEY_FINGERPRINT = env_str("TEAM_KEY_FINGERPRINT")
 TEAM_KEY_PASSPHRASE = env_secret("TEAM_KEY_PASSPHRASE")
+# Former team keys, kept in the keyring after a rotation (manage.py pgp_rotate_team_key): what
+# was sealed to them stays readable, and messages researchers encrypt to them are accepted.
+TEAM_KEY_PREVIOUS_FINGERPRINTS = [fpr.replace(" ", "").upper() for fpr in env_list("TEAM_KEY_PREVIOUS_FINGERPRINTS")]
 # Report bodies and attachments are stored encrypted to the team key when one is configured.
 STORE_ENCRYPTED = env_bool("STORE_ENCRYPTED", True)
 REPORTER_KEY_MAX_BYTES = env_int("REPORTER_KEY_MAX_BYTES", 64 * 1024, minimum=1024)

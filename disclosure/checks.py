@@ -105,6 +105,14 @@ def check_team_key(app_configs, **kwargs):
     if key.expires_soon(timezone.now()):
         return [Error(f"The team key {key.fingerprint} expires on {key.expires:%Y-%m-%d}.",
                       hint="Extend its expiry (gpg --quick-set-expire) and import it again.", id="disclosure.E009")]
+    previous = pgp.previous_fingerprints()
+    secrets_here = set(pgp.secret_fingerprints()) if previous else set()
+    missing = [fpr for fpr in previous if fpr not in secrets_here]
+    if missing and key.can_decrypt:
+        return [Warning(f"The former team key(s) {', '.join(missing)} in TEAM_KEY_PREVIOUS_FINGERPRINTS have no "
+                        f"secret key in {settings.GNUPG_HOME}: what was sealed to them cannot be read here.",
+                        hint="Import them again, or run manage.py pgp_rotate_team_key --reseal while they are "
+                             "still here before removing them.", id="disclosure.W020")]
     if not key.can_decrypt:
         signing = ("security.txt and email are signed here, but" if key.can_sign
                    else "Only the public team key is on the server: security.txt and email are not signed, and")

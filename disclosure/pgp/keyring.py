@@ -118,6 +118,11 @@ def team_fingerprint() -> str:
     return (settings.TEAM_KEY_FINGERPRINT or "").replace(" ", "").upper()
 
 
+def previous_fingerprints() -> list[str]:
+    """Former team keys (``TEAM_KEY_PREVIOUS_FINGERPRINTS``), still used for decrypting."""
+    return [fpr for fpr in settings.TEAM_KEY_PREVIOUS_FINGERPRINTS if fpr and fpr != team_fingerprint()]
+
+
 # What the keyring says about the team key, remembered per process for as long as the
 # keyring files are unchanged: the memo's key is the keyring's state (GNUPG_HOME, the
 # configured fingerprint, and the identity, size and time of the public and secret key
@@ -290,14 +295,33 @@ def looks_like_pgp(text: str) -> bool:
 
 def team_encryption_key_ids() -> frozenset[str]:
     """The key IDs of the team key and its subkeys."""
+    return key_ids(team_fingerprint())
+
+
+def key_ids(*fingerprints: str) -> frozenset[str]:
+    """The key IDs of these keys and their subkeys, as found in the team keyring."""
     def read():
         ids = set()
-        for key in team_gpg().list_keys(keys=[team_fingerprint()]):
-            ids.add(key["keyid"])
-            ids.update(sub[0] for sub in key.get("subkeys") or [])
+        for key in team_gpg().list_keys(keys=list(fingerprints)):
+            if key["fingerprint"] in fingerprints:
+                ids.add(key["keyid"])
+                ids.update(sub[0] for sub in key.get("subkeys") or [])
         return frozenset(ids)
 
-    return _from_keyring("encryption_key_ids", read)
+    if not any(fingerprints):
+        return frozenset()
+    return _from_keyring(("key_ids", fingerprints), read)
+
+
+def accepted_key_ids() -> frozenset[str]:
+    """Key IDs a message to the team may be encrypted to: the team key's and its predecessors'."""
+    return key_ids(team_fingerprint(), *previous_fingerprints())
+
+
+def recipient_key_ids(data) -> frozenset[str]:
+    """The key IDs an OpenPGP message says it is encrypted to (without decrypting it)."""
+    listing = team_gpg().decrypt(data, extra_args=["--list-only"])
+    return frozenset(item[1] for item in _status(listing.stderr) if item[0] == "ENC_TO" and len(item) > 1)
 
 
 # Decrypting never produces more than this (gpg's --max-output): a few bytes of compressed
@@ -348,7 +372,7 @@ def check_encrypted_to_team(armored: str, *, max_output: int = TEXT_MAX_OUTPUT) 
     recipients = set(ENC_TO.findall(listing.stderr))
     if not recipients:
         _refuse_unreadable(listing.stderr)
-    if not recipients & (team_encryption_key_ids() | {HIDDEN_RECIPIENT}):
+    if not recipients & (accepted_key_ids() | {HIDDEN_RECIPIENT}):
         raise PGPError(f"This message is encrypted to a different key ({', '.join(sorted(recipients))}), so we "
                        f"cannot read it. Encrypt it to our key {team_fingerprint()} from /pgp-key.txt.")
     return None
@@ -415,12 +439,12 @@ def _check_by_decrypting(text: str, max_output: int) -> tuple[Plaintext, bytes]:
     if (words.count("BEGIN_DECRYPTION") == 1 and words.count("PLAINTEXT") == 1
             and "DECRYPTION_OKAY" in words and "GOODMDC" in words
             and not {"DECRYPTION_FAILED", "BADMDC", "ERROR"} & set(words)
-            and team_fingerprint() in decrypted_by):
+            and decrypted_by & {team_fingerprint(), *previous_fingerprints()}):
         return Plaintext(len(result.data), hashlib.sha256(result.data).hexdigest()), result.data
     recipients = {item[1] for item in status if item[0] == "ENC_TO" and len(item) > 1}
     if not recipients:
         _refuse_unreadable(result.stderr)
-    if not recipients & (team_encryption_key_ids() | {HIDDEN_RECIPIENT}):
+    if not recipients & (accepted_key_ids() | {HIDDEN_RECIPIENT}):
         raise PGPError(f"This message is encrypted to a different key ({', '.join(sorted(recipients))}), so we "
                        f"cannot read it. Encrypt it to our key {team_fingerprint()} from /pgp-key.txt.")
     if recipients == {HIDDEN_RECIPIENT} and "NO_SECKEY" in words:
