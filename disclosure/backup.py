@@ -108,6 +108,28 @@ def _sqlite_quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def sqlite_image(data: bytes) -> bytes:
+    """A database image that opens in memory: the portal runs SQLite in WAL mode, whose
+    header (bytes 18 and 19, the file format versions: 2 for WAL) makes SQLite look for a
+    WAL file that an image in memory cannot have. Version 1 (rollback journal) is the same
+    database; the portal switches it back to WAL when it next connects."""
+    if len(data) >= 20 and data[18:20] == b"\x02\x02":
+        return data[:18] + b"\x01\x01" + data[20:]
+    return data
+
+
+def sqlite_load(data: bytes) -> sqlite3.Connection:
+    """An in-memory database holding the image ``data``."""
+    copy = sqlite3.connect(":memory:")
+    try:
+        copy.deserialize(sqlite_image(data))
+        copy.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+    except sqlite3.Error:
+        copy.close()
+        raise
+    return copy
+
+
 # --- Writing an archive -----------------------------------------------------------------------
 class _Hashing(io.RawIOBase):
     """Reads from ``source`` and hashes what it passes on."""
@@ -188,7 +210,7 @@ def _add_sqlite(tar, members) -> dict:
         existing = {row[0] for row in cursor.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         info = {"member": SQLITE_MEMBER, "counts": count_rows(cursor, _sqlite_quote, existing),
                 "migrations": applied_migrations(cursor) if "django_migrations" in existing else []}
-        data = copy.serialize()
+        data = sqlite_image(copy.serialize())
     finally:
         copy.close()
     _add(tar, SQLITE_MEMBER, io.BytesIO(data), len(data), members)
@@ -398,9 +420,11 @@ def restore(path: Path, *, force: bool = False) -> dict:
 
 
 def _restore_sqlite(stream, target_connection) -> None:
-    copy = sqlite3.connect(":memory:")
     try:
-        copy.deserialize(stream.read())
+        copy = sqlite_load(stream.read())
+    except sqlite3.Error as error:
+        raise BackupError(f"the SQLite database in the archive cannot be opened: {error}") from None
+    try:
         target_connection.ensure_connection()
         copy.backup(target_connection.connection)
     except sqlite3.Error as error:
@@ -452,8 +476,7 @@ def verify(path: Path) -> Verification:
             if vendor == "sqlite":
                 scratch = sqlite3.connect(os.path.join(folder, "scratch.sqlite3"))
                 try:
-                    copy = sqlite3.connect(":memory:")
-                    copy.deserialize(stream.read())
+                    copy = sqlite_load(stream.read())
                     copy.backup(scratch)
                     copy.close()
                     cursor = scratch.cursor()

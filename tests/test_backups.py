@@ -4,6 +4,7 @@ and the restore drill (``restore --verify``) fails loudly on a damaged archive."
 import io
 import os
 import shutil
+import sqlite3
 import tempfile
 from datetime import timedelta
 from pathlib import Path
@@ -286,3 +287,25 @@ class BackupCheckTests(TestCase):
             self.assertEqual(self.check_ids(), ["disclosure.E021"])
         with override_settings(BACKUP_KEY_FINGERPRINT="0123456789ABCDEF0123456789ABCDEF01234567"):
             self.assertEqual(self.check_ids(), ["disclosure.E022"])
+
+
+class SqliteImageTests(TestCase):
+    def test_a_wal_mode_database_is_archived_as_an_image_that_opens_in_memory(self):
+        """The portal's SQLite runs in WAL mode (the tests' in-memory database does not)."""
+        with tempfile.TemporaryDirectory() as folder:
+            source = sqlite3.connect(Path(folder, "portal.sqlite3"))
+            source.execute("PRAGMA journal_mode=WAL")
+            source.execute("CREATE TABLE report (title TEXT)")
+            source.execute("INSERT INTO report VALUES ('Stored XSS')")
+            source.commit()
+            memory = sqlite3.connect(":memory:")
+            source.backup(memory)
+            raw = memory.serialize()
+            self.assertEqual(raw[18:20], b"\x02\x02")  # the header says WAL
+            with self.assertRaises(sqlite3.Error):  # as it was archived before: unreadable in memory
+                broken = sqlite3.connect(":memory:")
+                broken.deserialize(raw)
+                broken.execute("SELECT COUNT(*) FROM report").fetchone()
+            copy = backup.sqlite_load(raw)
+            self.assertEqual(copy.execute("SELECT title FROM report").fetchall(), [("Stored XSS",)])
+            source.close()
