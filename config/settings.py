@@ -23,6 +23,9 @@ DATA_DIR = Path(env_str("DATA_DIR", str(BASE_DIR / "var"))).resolve()
 DEBUG = env_bool("DEBUG", False)
 INSECURE_DEV_SECRET_KEY = "insecure-development-key-never-use-in-production"
 SECRET_KEY = env_secret("SECRET_KEY", INSECURE_DEV_SECRET_KEY)
+# Former keys, still accepted when checking signatures (sessions, signed cookies) while a new
+# SECRET_KEY takes over: comma- or newline-separated; drop them once the overlap is over.
+SECRET_KEY_FALLBACKS = [key.strip() for key in re.split(r"[,\n]", env_secret("SECRET_KEY_FALLBACKS")) if key.strip()]
 
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 _site_host = urlsplit(SITE_URL).hostname or "localhost"
@@ -249,6 +252,9 @@ TEAM_KEY_PASSPHRASE = env_secret("TEAM_KEY_PASSPHRASE")
 # key), imported into GNUPG_HOME by every process before it uses the keyring, so a host needs
 # no persistent keyring (disclosure/pgp/keyring.py: import_team_key_file).
 TEAM_KEY_FILE = env_str("TEAM_KEY_FILE").strip()
+# Former team keys, kept in the keyring after a rotation (manage.py pgp_rotate_team_key): what
+# was sealed to them stays readable, and messages researchers encrypt to them are accepted.
+TEAM_KEY_PREVIOUS_FINGERPRINTS = [fpr.replace(" ", "").upper() for fpr in env_list("TEAM_KEY_PREVIOUS_FINGERPRINTS")]
 # Report bodies and attachments are stored encrypted to the team key when one is configured.
 STORE_ENCRYPTED = env_bool("STORE_ENCRYPTED", True)
 REPORTER_KEY_MAX_BYTES = env_int("REPORTER_KEY_MAX_BYTES", 64 * 1024, minimum=1024)
@@ -263,6 +269,16 @@ CSAF_URL = env_str("CSAF_URL")
 # Finished reports are purged this many days after they were closed, resolved or disclosed
 # (0 keeps them forever); a legal hold exempts a report.
 RETENTION_DAYS = env_int("RETENTION_DAYS", 365, minimum=0)
+
+# --- Backups (manage.py backup / restore; see the README) ----------------------------------
+BACKUP_DIR = Path(env_str("BACKUP_DIR", str(DATA_DIR / "backups")))
+# Also encrypt backups to this key (e.g. an offline key; its public half imported into GNUPG_HOME).
+BACKUP_KEY_FINGERPRINT = env_str("BACKUP_KEY_FINGERPRINT").replace(" ", "").upper()
+# Hour (programme time, 0-23) of the daily scheduled backup; -1: no schedule (run it from cron).
+BACKUP_HOUR = env_int("BACKUP_HOUR", 2, minimum=-1)
+# Archives older than this are deleted after each scheduled backup (a system check refuses more
+# than 90, so what the portal purges leaves its backups within 90 days).
+BACKUP_RETENTION_DAYS = env_int("BACKUP_RETENTION_DAYS", 30, minimum=1)
 
 # --- Uploads ----------------------------------------------------------------------------
 MEDIA_ROOT = Path(env_str("UPLOAD_DIR", str(DATA_DIR / "uploads")))

@@ -111,12 +111,45 @@ def check_team_key(app_configs, **kwargs):
     if key.expires_soon(timezone.now()):
         return [Error(f"The team key {key.fingerprint} expires on {key.expires:%Y-%m-%d}.",
                       hint="Extend its expiry (gpg --quick-set-expire) and import it again.", id="disclosure.E009")]
+    previous = pgp.previous_fingerprints()
+    secrets_here = set(pgp.secret_fingerprints()) if previous else set()
+    missing = [fpr for fpr in previous if fpr not in secrets_here]
+    if missing and key.can_decrypt:
+        return [Warning(f"The former team key(s) {', '.join(missing)} in TEAM_KEY_PREVIOUS_FINGERPRINTS have no "
+                        f"secret key in {settings.GNUPG_HOME}: what was sealed to them cannot be read here.",
+                        hint="Import them again, or run manage.py pgp_rotate_team_key --reseal while they are "
+                             "still here before removing them.", id="disclosure.W030")]
     if not key.can_decrypt:
         signing = ("security.txt and email are signed here, but" if key.can_sign
                    else "Only the public team key is on the server: security.txt and email are not signed, and")
         return [Warning(f"Offline-key mode: {signing} encrypted reports are decrypted on staff machines.",
                         id="disclosure.W003")]
     return []
+
+
+@register("disclosure")
+def check_backups(app_configs, **kwargs):
+    errors = []
+    if settings.BACKUP_RETENTION_DAYS > 90:
+        errors.append(Error(
+            f"BACKUP_RETENTION_DAYS is {settings.BACKUP_RETENTION_DAYS}: data purged from the portal must leave its "
+            "backups within 90 days.", hint="Set BACKUP_RETENTION_DAYS to 90 or less (default 30).",
+            id="disclosure.E030"))
+    if settings.BACKUP_HOUR > 23:
+        errors.append(Error(f"BACKUP_HOUR must be an hour from 0 to 23, or -1 for no schedule, not "
+                            f"{settings.BACKUP_HOUR}.", id="disclosure.E031"))
+    fingerprint = settings.BACKUP_KEY_FINGERPRINT
+    if fingerprint and shutil.which(settings.GPG_BINARY) is not None:
+        try:
+            found = any(key["fingerprint"] == fingerprint for key in pgp.team_gpg().list_keys(keys=[fingerprint]))
+        except pgp.PGPError:
+            found = True  # reported by check_team_key
+        if not found:
+            errors.append(Error(
+                f"BACKUP_KEY_FINGERPRINT {fingerprint} is not in the keyring at {settings.GNUPG_HOME}: backups "
+                "would fail.", hint="Import its public key with manage.py pgp_import_team_key.",
+                id="disclosure.E032"))
+    return errors
 
 
 @register("disclosure")

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_safe
 from django_q.brokers import get_broker
 
-from disclosure import pgp, ratelimits, storage, tasks
+from disclosure import backup, pgp, ratelimits, storage, tasks
 from disclosure.inbound import imap
 from disclosure.models import OutboundEmail, Programme
 from disclosure.webhooks import WebhookDelivery
@@ -32,6 +32,8 @@ RATE_LIMIT_STORE_RECENT_SECONDS = 300
 GPG_CHECK_SECONDS = 60
 STORAGE_FAILURE_SECONDS = 300
 STORAGE_FAILURE_KEY = "disclosure:health:storage-failure"
+# A daily backup older than this (a day and two hours' grace) makes the portal "degraded".
+BACKUP_STALE_HOURS = 26
 
 
 # --- What requests report: a submission or message that could not be stored -----------------
@@ -214,6 +216,16 @@ def _health(now) -> dict:
         if key is not None and key.expires_soon(now):
             fail("team_key", f"the team key expires in {key_days} days")
 
+    backup_hours = None
+    if _guarded(backup.watched, False)[0]:
+        newest, listed = _guarded(backup.newest_backup_at)
+        backup_hours = round((now - newest).total_seconds() / 3600, 1) if newest else None
+        if not listed:
+            fail("backup", f"the backup folder {settings.BACKUP_DIR} cannot be read")
+        elif backup_hours is None or backup_hours > BACKUP_STALE_HOURS:
+            fail("backup", "no backup has been made yet" if backup_hours is None else
+                 f"the newest backup is {backup_hours:.0f} hours old")
+
     body = {
         "status": "ok" if not failing else ("down" if not database_ok else "degraded"),
         "database": "ok" if database_ok else "unreachable",
@@ -229,6 +241,7 @@ def _health(now) -> dict:
         "file_storage": file_storage,
         "team_key_expires_in_days": key_days,
         "securitytxt_expires_in_days": securitytxt_days,
+        "last_backup_hours_ago": backup_hours,
     }
     if inbound is not None:
         body["inbound_mail"] = inbound

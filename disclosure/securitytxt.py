@@ -71,7 +71,8 @@ def fields(programme: Programme) -> list[tuple[str, str]]:
 
 def inputs_digest(programme: Programme) -> str:
     """Identifies the content apart from Expires: a change means the file must be rebuilt."""
-    text = repr((fields(programme), settings.SECURITYTXT_EXPIRES_DAYS))
+    # The signing key too: after a team key rotation the file is signed again by the new key.
+    text = repr((fields(programme), settings.SECURITYTXT_EXPIRES_DAYS, pgp.team_fingerprint()))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

@@ -5,7 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from disclosure import pgp
+from disclosure import backup, pgp
 from disclosure.metrics import dashboard
 from disclosure.models import Programme
 
@@ -23,5 +23,7 @@ def metrics(request):
         "now": now,
         "team_key": key,
         "securitytxt_expires_at": Programme.load().securitytxt_expires_at,
+        "backups_watched": backup.watched(),
+        "newest_backup_at": backup.newest_backup_at(),
     }
     return TemplateResponse(request, "admin/disclosure/metrics.html", context)

@@ -4,7 +4,8 @@ function that tests call directly; arguments stay plain JSON.
 ``ensure_schedules`` (run after every ``migrate``) keeps four schedules, keyed by name:
 ``disclosure-sweep`` every minute (``python manage.py sweep`` runs the same code once),
 ``disclosure-hourly`` (housekeeping), ``disclosure-retention`` daily, and
-``disclosure-digest`` daily at ``DAILY_DIGEST_HOUR`` when that is set.
+``disclosure-digest`` daily at ``DAILY_DIGEST_HOUR`` when that is set, and
+``disclosure-backup`` daily at ``BACKUP_HOUR`` unless that is -1.
 """
 
 import logging
@@ -17,7 +18,7 @@ from django.core.cache import cache
 from django.utils import timezone
 from django_q.models import Schedule
 
-from disclosure import emails, incidents, pgp, ratelimits, securitytxt, sla, storage, webhooks
+from disclosure import backup, emails, incidents, pgp, ratelimits, securitytxt, sla, storage, webhooks
 from disclosure.inbound import file as inbound_file
 from disclosure.inbound import imap
 from disclosure.models import OutboundEmail, Programme, Report
@@ -31,6 +32,7 @@ DIGEST_SCHEDULE = "disclosure-digest"
 HOURLY_SCHEDULE = "disclosure-hourly"
 DAILY_SCHEDULE = "disclosure-retention"
 MAIL_SCHEDULE = "disclosure-mail"
+BACKUP_SCHEDULE = "disclosure-backup"
 EMAIL_BATCH = 200
 
 
@@ -158,6 +160,32 @@ def send_daily_digest(now=None) -> bool:
     return emails.daily_digest(now or timezone.now()) is not None
 
 
+def run_backup(now=None) -> dict:
+    """The daily backup: one archive into ``BACKUP_DIR``, then archives past
+    ``BACKUP_RETENTION_DAYS`` deleted (only after a backup succeeded). A failure raises, so
+    it is listed under Failed tasks; /healthz reports the backup's age."""
+    now = now or timezone.now()
+    path = backup.create_backup(now)
+    return {"archive": path.name, "deleted": backup.delete_old_archives(now)}
+
+
+def _daily_at(name: str, func: str, hour: int) -> None:
+    """A daily schedule at ``hour`` (programme time); -1 removes it."""
+    if hour < 0:
+        Schedule.objects.filter(name=name).delete()
+        return
+    now = timezone.now()
+    first = datetime.combine(sla.local_date(now), clock_time(hour % 24), tzinfo=sla.programme_zone())
+    if first <= now:
+        first += timedelta(days=1)
+    schedule, created = Schedule.objects.get_or_create(
+        name=name, defaults={"func": func, "schedule_type": Schedule.DAILY, "repeats": -1, "next_run": first},
+    )
+    if not created and schedule.next_run.astimezone(sla.programme_zone()).hour != hour % 24:
+        schedule.next_run = first
+        schedule.save(update_fields=["next_run"])
+
+
 def ensure_schedules(**kwargs) -> None:
     """Create or update the schedules, keyed by name (safe to run on every migrate).
 
@@ -185,19 +213,6 @@ def ensure_schedules(**kwargs) -> None:
         )
     else:
         Schedule.objects.filter(name=MAIL_SCHEDULE).delete()
-    hour = settings.DAILY_DIGEST_HOUR
-    if hour < 0:
-        Schedule.objects.filter(name=DIGEST_SCHEDULE).delete()
-        return
-    now = timezone.now()
-    first = datetime.combine(sla.local_date(now), clock_time(hour % 24), tzinfo=sla.programme_zone())
-    if first <= now:
-        first += timedelta(days=1)
-    schedule, created = Schedule.objects.get_or_create(
-        name=DIGEST_SCHEDULE,
-        defaults={"func": "disclosure.tasks.send_daily_digest", "schedule_type": Schedule.DAILY,
-                  "repeats": -1, "next_run": first},
-    )
-    if not created and schedule.next_run.astimezone(sla.programme_zone()).hour != hour % 24:
-        schedule.next_run = first
-        schedule.save(update_fields=["next_run"])
+    _daily_at(DIGEST_SCHEDULE, "disclosure.tasks.send_daily_digest", settings.DAILY_DIGEST_HOUR)
+    # A backup is never written unencrypted: without a team key there is no schedule to fail daily.
+    _daily_at(BACKUP_SCHEDULE, "disclosure.tasks.run_backup", settings.BACKUP_HOUR if pgp.team_fingerprint() else -1)

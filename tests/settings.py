@@ -27,3 +27,7 @@ WHITENOISE_AUTOREFRESH = True
 GNUPG_HOME = tempfile.mkdtemp(prefix="disclosure-test-gnupg-")
 TEAM_KEY_FINGERPRINT = ""
 TEAM_KEY_PASSPHRASE = ""
+# Backups go to a folder of the run's own, unscheduled: tests that need the schedule or the
+# /healthz backup check turn it on (an unscheduled portal without archives is not watched).
+BACKUP_DIR = tempfile.mkdtemp(prefix="disclosure-test-backups-")
+BACKUP_HOUR = -1

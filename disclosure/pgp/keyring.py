@@ -123,6 +123,11 @@ def team_fingerprint() -> str:
     return (settings.TEAM_KEY_FINGERPRINT or "").replace(" ", "").upper()
 
 
+def previous_fingerprints() -> list[str]:
+    """Former team keys (``TEAM_KEY_PREVIOUS_FINGERPRINTS``), still used for decrypting."""
+    return [fpr for fpr in settings.TEAM_KEY_PREVIOUS_FINGERPRINTS if fpr and fpr != team_fingerprint()]
+
+
 # What the keyring says about the team key, remembered per process for as long as the
 # keyring files are unchanged: the memo's key is the keyring's state (GNUPG_HOME, the
 # configured fingerprint, and the identity, size and time of the public and secret key
@@ -356,14 +361,33 @@ def looks_like_pgp(text: str) -> bool:
 
 def team_encryption_key_ids() -> frozenset[str]:
     """The key IDs of the team key and its subkeys."""
+    return key_ids(team_fingerprint())
+
+
+def key_ids(*fingerprints: str) -> frozenset[str]:
+    """The key IDs of these keys and their subkeys, as found in the team keyring."""
     def read():
         ids = set()
-        for key in team_gpg().list_keys(keys=[team_fingerprint()]):
-            ids.add(key["keyid"])
-            ids.update(sub[0] for sub in key.get("subkeys") or [])
+        for key in team_gpg().list_keys(keys=list(fingerprints)):
+            if key["fingerprint"] in fingerprints:
+                ids.add(key["keyid"])
+                ids.update(sub[0] for sub in key.get("subkeys") or [])
         return frozenset(ids)
 
-    return _from_keyring("encryption_key_ids", read)
+    if not any(fingerprints):
+        return frozenset()
+    return _from_keyring(("key_ids", fingerprints), read)
+
+
+def accepted_key_ids() -> frozenset[str]:
+    """Key IDs a message to the team may be encrypted to: the team key's and its predecessors'."""
+    return key_ids(team_fingerprint(), *previous_fingerprints())
+
+
+def recipient_key_ids(data) -> frozenset[str]:
+    """The key IDs an OpenPGP message says it is encrypted to (without decrypting it)."""
+    listing = team_gpg().decrypt(data, extra_args=["--list-only"])
+    return frozenset(item[1] for item in _status(listing.stderr) if item[0] == "ENC_TO" and len(item) > 1)
 
 
 # Decrypting never produces more than this (gpg's --max-output): a few bytes of compressed
@@ -414,7 +438,7 @@ def check_encrypted_to_team(armored: str, *, max_output: int = TEXT_MAX_OUTPUT) 
     recipients = set(ENC_TO.findall(listing.stderr))
     if not recipients:
         _refuse_unreadable(listing.stderr)
-    if not recipients & (team_encryption_key_ids() | {HIDDEN_RECIPIENT}):
+    if not recipients & (accepted_key_ids() | {HIDDEN_RECIPIENT}):
         raise PGPError(f"This message is encrypted to a different key ({', '.join(sorted(recipients))}), so we "
                        f"cannot read it. Encrypt it to our key {team_fingerprint()} from /pgp-key.txt.")
     return None
@@ -481,12 +505,12 @@ def _check_by_decrypting(text: str, max_output: int) -> tuple[Plaintext, bytes]:
     if (words.count("BEGIN_DECRYPTION") == 1 and words.count("PLAINTEXT") == 1
             and "DECRYPTION_OKAY" in words and "GOODMDC" in words
             and not {"DECRYPTION_FAILED", "BADMDC", "ERROR"} & set(words)
-            and team_fingerprint() in decrypted_by):
+            and decrypted_by & {team_fingerprint(), *previous_fingerprints()}):
         return Plaintext(len(result.data), hashlib.sha256(result.data).hexdigest()), result.data
     recipients = {item[1] for item in status if item[0] == "ENC_TO" and len(item) > 1}
     if not recipients:
         _refuse_unreadable(result.stderr)
-    if not recipients & (team_encryption_key_ids() | {HIDDEN_RECIPIENT}):
+    if not recipients & (accepted_key_ids() | {HIDDEN_RECIPIENT}):
         raise PGPError(f"This message is encrypted to a different key ({', '.join(sorted(recipients))}), so we "
                        f"cannot read it. Encrypt it to our key {team_fingerprint()} from /pgp-key.txt.")
     if recipients == {HIDDEN_RECIPIENT} and "NO_SECKEY" in words:
@@ -611,3 +635,88 @@ def detached_sign(data: bytes) -> tuple[str, str]:
     if result.status != "signature created" or not result.data:
         raise PGPError(f"signing failed: {result.status or result.stderr[-200:]}")
     return result.data.decode("ascii"), "pgp-" + HASH_NAMES.get(str(result.hash_algo), "sha256")
+
+
+# --- Backups: streams through gpg, never in clear on disk ------------------------------------
+def backup_recipients() -> list[str]:
+    """Who a backup is encrypted to: the team key, and ``BACKUP_KEY_FINGERPRINT`` (an
+    offline key whose public half was imported into the team keyring) when set."""
+    if not team_fingerprint():
+        raise PGPError("no team key is configured (TEAM_KEY_FINGERPRINT): a backup is never written unencrypted")
+    extra = (settings.BACKUP_KEY_FINGERPRINT or "").replace(" ", "").upper()
+    return [team_fingerprint(), *([extra] if extra and extra != team_fingerprint() else [])]
+
+
+def _gpg_command(*args: str) -> list[str]:
+    binary = shutil.which(settings.GPG_BINARY)
+    if binary is None:
+        raise PGPError(f"the gpg binary ({settings.GPG_BINARY}) was not found")
+    home = _prepare_home(Path(settings.GNUPG_HOME))
+    return [binary, "--homedir", str(home), "--batch", "--no-tty", "--yes", "--status-fd", "2", *args]
+
+
+def _gpg_failure(stderr, what: str) -> PGPError:
+    stderr.seek(0)
+    text = stderr.read().decode("utf-8", "replace")
+    reasons = [line[9:] for line in text.splitlines() if line.startswith("[GNUPG:] ")
+               and line[9:].split()[0] in ("FAILURE", "ERROR", "DECRYPTION_FAILED", "BADMDC", "INV_RECP", "NO_SECKEY",
+                                           "NO_PUBKEY", "NODATA")]
+    plain = [line for line in text.splitlines() if line.startswith("gpg:")]
+    return PGPError(f"{what}: {'; '.join(reasons + plain[-2:]) or 'gpg gave no reason'}")
+
+
+@contextmanager
+def encrypting_to_file(path: Path, recipients: list[str]):
+    """A writable binary stream whose bytes gpg encrypts to ``recipients`` into ``path``
+    (binary OpenPGP). Raises ``PGPError`` when gpg fails; ``path`` is then removed."""
+    command = _gpg_command("--trust-model", "always", "--encrypt",
+                           *[arg for fingerprint in recipients for arg in ("--recipient", fingerprint)])
+    output = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # readable by this user only
+    with tempfile.TemporaryFile() as stderr, os.fdopen(output, "wb") as target:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=target, stderr=stderr)  # noqa: S603
+        try:
+            yield process.stdin
+            process.stdin.close()
+            if process.wait(timeout=600) != 0:
+                raise _gpg_failure(stderr, "encrypting the backup failed")
+        except BrokenPipeError:  # gpg stopped reading: it refused (e.g. a recipient it does not have)
+            process.wait(timeout=60)
+            Path(path).unlink(missing_ok=True)
+            raise _gpg_failure(stderr, "encrypting the backup failed") from None
+        except BaseException:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            Path(path).unlink(missing_ok=True)
+            raise
+
+
+@contextmanager
+def decrypting_file(path: Path):
+    """A readable binary stream of the plaintext of the OpenPGP file ``path``, decrypted
+    with any secret key in the team keyring. gpg checks the message's integrity only at
+    its end: the caller must read the stream to its end, and a ``PGPError`` raised when
+    the block exits (damaged, not for our keys, wrong passphrase) voids what was read."""
+    passphrase = settings.TEAM_KEY_PASSPHRASE or ""
+    read_end, write_end = os.pipe()
+    try:
+        with os.fdopen(write_end, "wb") as handle:  # small: fits in the pipe's buffer
+            handle.write(passphrase.encode("utf-8"))
+        args = (["--pinentry-mode", "loopback", "--passphrase-fd", str(read_end)] if passphrase
+                else ["--pinentry-mode", "error"])
+        with tempfile.TemporaryFile() as stderr:
+            process = subprocess.Popen(_gpg_command(*args, "--decrypt", str(path)),  # noqa: S603
+                                       stdout=subprocess.PIPE, stderr=stderr, pass_fds=(read_end,))
+            try:
+                yield process.stdout
+                while process.stdout.read(1024 * 1024):
+                    pass
+                if process.wait(timeout=600) != 0:
+                    raise _gpg_failure(stderr, "the archive could not be decrypted intact")
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
+                process.stdout.close()
+    finally:
+        os.close(read_end)
