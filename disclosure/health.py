@@ -14,10 +14,12 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
+from django.db.models import Q
 from django.http import JsonResponse
 from django.utils import timezone
 from django.views.decorators.http import require_safe
 from django_q.brokers import get_broker
+from django_q.models import Schedule
 
 from disclosure import backup, pgp, ratelimits, storage, tasks
 from disclosure.inbound import imap
@@ -115,6 +117,12 @@ def _queue_backlog() -> int | None:
         return get_broker().queue_size()
     except Exception:  # noqa: BLE001 - a broken broker is reported, not raised
         return None
+
+
+def _first_backup_pending() -> bool:
+    """The daily backup is scheduled and has never run (django-q2 records each run's task
+    on the schedule): "no backup yet" then means "not yet", not "failing"."""
+    return Schedule.objects.filter(Q(task__isnull=True) | Q(task=""), name=tasks.BACKUP_SCHEDULE).exists()
 
 
 def _rate_limit_store(now) -> tuple[str, str | None]:
@@ -222,6 +230,8 @@ def _health(now) -> dict:
         backup_hours = round((now - newest).total_seconds() / 3600, 1) if newest else None
         if not listed:
             fail("backup", f"the backup folder {settings.BACKUP_DIR} cannot be read")
+        elif backup_hours is None and _guarded(_first_backup_pending, False)[0]:
+            pass  # a new installation: the first scheduled backup has not come round yet
         elif backup_hours is None or backup_hours > BACKUP_STALE_HOURS:
             fail("backup", "no backup has been made yet" if backup_hours is None else
                  f"the newest backup is {backup_hours:.0f} hours old")

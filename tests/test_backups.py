@@ -262,6 +262,16 @@ class BackupScheduleTests(TeamKeyMixin, HealthzMixin, BaseTestCase):
         status, body = self.healthz()
         self.assertEqual(body["last_backup_hours_ago"], 3.0)
 
+    def test_a_new_installation_is_not_failing_before_its_first_scheduled_backup(self):
+        tasks.sweep()
+        with override_settings(BACKUP_HOUR=2):
+            tasks.ensure_schedules()  # as migrate does: the first run is tonight
+            status, body = self.healthz()
+            self.assertEqual((status, body["last_backup_hours_ago"]), (200, None), body)
+            Schedule.objects.filter(name="disclosure-backup").update(task="a-task-id")  # it ran, and made nothing
+            status, body = self.healthz()
+            self.assertEqual((status, body["failing"]), (503, ["backup"]), body)
+
     def test_the_dashboard_shows_the_newest_backup(self):
         folder = Path(settings.BACKUP_DIR)
         self.addCleanup(lambda: [path.unlink() for path in folder.iterdir()])
