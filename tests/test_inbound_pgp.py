@@ -98,6 +98,22 @@ class InboundPgpTests(TeamKeyMixin, BaseTestCase):
         event = report.events.filter(kind="reporter_message").first()
         self.assertEqual(event.data["signature"], "good")
 
+    def test_a_reply_signed_and_encrypted_in_one_pass_is_checked_against_the_key_on_file(self):
+        with self.captureOnCommitCallbacks(execute=True):
+            report, _ = make_report()
+        from disclosure import pgp
+        report.set_reporter_key(pgp.inspect_reporter_key(export_public(self.researcher, self.researcher_fpr)))
+        receipt = OutboundEmail.objects.get(report=report, kind=OutboundEmail.Kind.RECEIPT)
+        extra = f"In-Reply-To: {receipt.message_id}\r\n"
+        armored = self.gpg("--armor", "--sign", "--encrypt", "--recipient", self.fingerprint,
+                           data=b"Content-Type: text/plain\r\n\r\nSigned and sealed: Chrome 131.").decode()
+        raw = self.pgp_mime(armored, mid="se-1").replace(b"Subject:", extra.encode() + b"Subject:", 1)
+        row = self.file(raw)
+        self.assertEqual((row.outcome, row.signature), ("reply", InboundMail.Signature.GOOD))
+        self.assertIn(self.researcher_fpr, row.signature_detail)
+        unsigned = self.file(self.pgp_mime(self.encrypted(INNER), mid="e-only"))
+        self.assertEqual(unsigned.signature, "")  # encrypted only: nothing to check
+
     def test_a_signed_new_report_without_a_key_on_file_is_unknown_and_an_attached_key_is_offered(self):
         unknown = self.file(self.signed_mime(b"A signed report.", mid="s-unknown"))
         self.assertEqual(unknown.signature, InboundMail.Signature.UNKNOWN)

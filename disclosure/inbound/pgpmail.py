@@ -32,14 +32,26 @@ def open_mail(mail: parse.ParsedMail, verify_key: str = "") -> PgpResult:
     become the plaintext's) and check any signature with ``verify_key``."""
     result = PgpResult()
     if mail.encrypted:
-        _open_pgp_mime(mail, result)
+        _open_pgp_mime(mail, result, verify_key)
     if pgp.looks_encrypted(mail.text):
-        _open_inline(mail, result)
+        _open_inline(mail, result, verify_key)
     _check_signature(mail, verify_key, result)
     return result
 
 
-def _open_pgp_mime(mail, result):
+def _signed_inside(armored: str, verify_key: str, result, max_output: int) -> None:
+    """Record the signature of a message signed and encrypted in one pass, if it has one."""
+    try:
+        check = pgp.signature_inside(armored, verify_key, max_output=max_output)
+    except (pgp.PGPError, OSError, ValueError) as error:
+        result.signature, result.signature_detail = "unknown", f"could not be checked: {error}"[:200]
+        return
+    if check is not None:
+        result.signature = check.status
+        result.signature_detail = check.fingerprint or (f"key ID {check.key_id}" if check.key_id else "")
+
+
+def _open_pgp_mime(mail, result, verify_key=""):
     armored = mail.encrypted
     try:
         plaintext = pgp.decrypt_checked(armored, max_output=settings.INBOUND_MAX_BYTES)
@@ -53,6 +65,7 @@ def _open_pgp_mime(mail, result):
                          "attached.]")
             result.notes.append(f"The email is encrypted and could not be read: {error}")
         return
+    _signed_inside(armored, verify_key, result, settings.INBOUND_MAX_BYTES)
     parse.read_entity(mail, plaintext)
     result.decrypted = True
     result.notes.append("The email was encrypted to the team key (PGP/MIME) and was decrypted.")
@@ -68,7 +81,7 @@ def _to_team_offline(armored: str) -> bool:
     return True
 
 
-def _open_inline(mail, result):
+def _open_inline(mail, result, verify_key=""):
     """Replace each armored block in the text by its plaintext; a block that cannot be read
     becomes a placeholder (the original message, kept sealed, still has it), so that the
     text around it is sealed at rest and not taken for a researcher-encrypted field."""
@@ -85,6 +98,7 @@ def _open_inline(mail, result):
             result.notes.append(f"An inline PGP message could not be read: {error}")
             return "[An encrypted block that could not be read here; it is in the original message.]"
         result.decrypted = True
+        _signed_inside(match.group(0), verify_key, result, pgp.TEXT_MAX_OUTPUT)
         result.notes.append("Inline PGP text encrypted to the team key was decrypted.")
         return parse.clean_text(plain.decode("utf-8", "replace"))
 

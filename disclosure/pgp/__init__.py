@@ -47,6 +47,7 @@ from disclosure.pgp.keyring import (  # noqa: F401
     recipient_key_ids,
     scratch_keyring,
     secret_fingerprints,
+    signature_inside,
     stop_agent,
     team_encryption_key_ids,
     team_fingerprint,

@@ -479,6 +479,10 @@ def verify_signature(data: bytes, signature: bytes | None, public_key: str = "")
             sig_path = Path(gpg.gnupghome) / "signature.asc"
             sig_path.write_bytes(signature)
             result = gpg.verify_data(str(sig_path), data)
+    return _signature_check(result)
+
+
+def _signature_check(result) -> SignatureCheck:
     words = {item[0]: item for item in _status(result.stderr or "")}
     if result.valid and "GOODSIG" in words:
         return SignatureCheck("good", result.fingerprint or "", result.key_id or "")
@@ -486,6 +490,26 @@ def verify_signature(data: bytes, signature: bytes | None, public_key: str = "")
         return SignatureCheck("bad", "", result.key_id or "")
     return SignatureCheck("unknown" if ("NO_PUBKEY" in words or "ERRSIG" in words) else "bad", "",
                           result.key_id or "")
+
+
+def signature_inside(armored: str, public_key: str = "", *, max_output: int = TEXT_MAX_OUTPUT):
+    """The signature of a message signed and encrypted in one pass (``gpg --sign --encrypt``)
+    to the team key, checked with only ``public_key`` (the reporter's key on file) in a
+    throw-away keyring; None when the message is not signed that way. The team keyring
+    removes the encryption layer (``--unwrap``: the signed message, still packed), and the
+    throw-away keyring verifies it, so the reporter's key never enters the team keyring."""
+    passphrase = settings.TEAM_KEY_PASSPHRASE or None
+    unwrapped = team_gpg().decrypt(armored, passphrase=passphrase, extra_args=[
+        "--unwrap", "--max-output", str(max_output), *([] if passphrase else ["--pinentry-mode", "error"])])
+    if not unwrapped.data:
+        return None
+    with scratch_keyring() as gpg:
+        if public_key:
+            gpg.import_keys(public_key)
+        result = gpg.verify(unwrapped.data)
+    if "[GNUPG:] NEWSIG" not in (result.stderr or ""):
+        return None  # encrypted, not signed
+    return _signature_check(result)
 
 
 def _check_by_decrypting(text: str, max_output: int) -> tuple[Plaintext, bytes]:
