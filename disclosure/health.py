@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 SWEEP_STALE_SECONDS = 600
 # A rate-limit store failure seen by this process within this long makes the portal "degraded".
 RATE_LIMIT_STORE_RECENT_SECONDS = 300
-GPG_CHECK_SECONDS = 60
+PROBE_SECONDS = 60
 STORAGE_FAILURE_SECONDS = 300
 STORAGE_FAILURE_KEY = "disclosure:health:storage-failure"
 # A daily backup older than this (a day and two hours' grace) makes the portal "degraded".
@@ -69,8 +69,8 @@ def _recent_storage_failure(now, cached) -> dict | None:
     return max(recent, key=lambda r: r["at"]) if recent else None
 
 
-# --- gpg: checked at most once a minute per process ----------------------------------------
-_gpg_checked: dict = {}
+# --- Probes of gpg and file storage: at most once a minute per process ---------------------
+_probes: dict = {}
 
 
 def _probe_gpg() -> tuple[str, str | None]:
@@ -89,26 +89,38 @@ def _probe_gpg() -> tuple[str, str | None]:
     return "ok", None
 
 
-def _gpg_state() -> tuple[str, str | None]:
-    key = (str(settings.GNUPG_HOME), settings.TEAM_KEY_FINGERPRINT)
+def _probed(name: str, config: tuple, probe) -> tuple[str, str | None]:
+    """``probe()`` (gpg, file storage: each a process start or a network round trip),
+    remembered per process for ``PROBE_SECONDS`` and for as long as ``config`` (what the
+    answer depends on) is unchanged, so /healthz costs no probe per request."""
+    key = (name, config)
     now = time.monotonic()
     with _lock:
-        hit = _gpg_checked.get(key)
-    if hit and now - hit[0] < GPG_CHECK_SECONDS:
+        hit = _probes.get(key)
+    if hit and now - hit[0] < PROBE_SECONDS:
         return hit[1]
-    state = _probe_gpg()
+    state = probe()
     with _lock:
-        _gpg_checked.clear()
-        _gpg_checked[key] = (now, state)
+        for old in [k for k in _probes if k[0] == name]:
+            del _probes[old]
+        _probes[key] = (now, state)
     return state
+
+
+def _gpg_state() -> tuple[str, str | None]:
+    return _probed("gpg", (str(settings.GNUPG_HOME), settings.TEAM_KEY_FINGERPRINT), _probe_gpg)
+
+
+def _file_storage_state() -> tuple[str, str | None]:
+    config = (settings.STORAGES["default"]["BACKEND"], settings.S3_BUCKET, str(settings.MEDIA_ROOT))
+    return _probed("file_storage", config, storage.probe)
 
 
 def forget() -> None:
     """Drop what this process remembers (tests)."""
     with _lock:
-        _gpg_checked.clear()
+        _probes.clear()
         _storage_failure.clear()
-    storage.forget()
 
 
 # --- The other components ---------------------------------------------------------------------
@@ -196,7 +208,7 @@ def _health(now) -> dict:
     if cache_ok and not starting and (seconds is None or seconds > SWEEP_STALE_SECONDS):
         fail("worker", "the queue worker has not swept recently")
 
-    file_storage, file_storage_problem = storage.probe()  # at most once a minute per process; reads only
+    file_storage, file_storage_problem = _file_storage_state()
     if file_storage_problem:
         fail("file_storage", f"{file_storage_problem}: attachments cannot be stored or downloaded")
 

@@ -120,6 +120,14 @@ def store_failures() -> dict:
         return dict(_failures)
 
 
+def forget() -> None:
+    """Drop what this process remembers of the store: its failure record and the staff
+    login counts kept here while the store was down (tests)."""
+    with _failures_lock:
+        _failures.update(count=0, last=None)
+    _in_process.clear()
+
+
 def probe_store() -> bool:
     """One read of the store (for /healthz); a failure is recorded like any other."""
     try:

@@ -19,8 +19,6 @@ look at the upload folder), at most once a minute per process, never writing any
 
 import logging
 import os
-import threading
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -39,7 +37,6 @@ log = logging.getLogger(__name__)
 # store (botocore: unreachable, refused, throttled).
 ERRORS = (OSError, BotoCoreError, ClientError)
 
-PROBE_SECONDS = 60
 RETRY_FIRST_SECONDS = 60
 RETRY_MAX_SECONDS = 3600
 
@@ -150,12 +147,9 @@ def delete_inbound_raw(sender, instance, **kwargs):
 
 
 # --- Health ------------------------------------------------------------------------------------
-_probed: dict = {}
-_lock = threading.Lock()
-
-
-def _probe() -> tuple[str, str | None]:
-    """``(state, problem)``: can this process reach where files are kept? Reads only."""
+def probe() -> tuple[str, str | None]:
+    """``(state, problem)``: can this process reach where files are kept? Reads only
+    (/healthz asks at most once a minute per process)."""
     try:
         if uses_object_storage():
             client = default_storage.connection.meta.client
@@ -175,26 +169,6 @@ def _existing_parent(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
-
-
-def probe() -> tuple[str, str | None]:
-    """``_probe()``, remembered for ``PROBE_SECONDS`` per process and configuration."""
-    key = (settings.STORAGES["default"]["BACKEND"], settings.S3_BUCKET, str(settings.MEDIA_ROOT))
-    now = time.monotonic()
-    with _lock:
-        hit = _probed.get(key)
-    if hit and now - hit[0] < PROBE_SECONDS:
-        return hit[1]
-    state = _probe()
-    with _lock:
-        _probed.clear()
-        _probed[key] = (now, state)
-    return state
-
-
-def forget() -> None:
-    with _lock:
-        _probed.clear()
 
 
 # --- System check ------------------------------------------------------------------------------

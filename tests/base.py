@@ -18,7 +18,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import TestCase, override_settings
 
-from disclosure import health, pgp, securitytxt
+from disclosure import health, pgp, ratelimits, securitytxt
 from disclosure.models import Attachment, Report
 
 # A fixed, ordinary moment: Monday 30 November 2026, 10:00 UTC.
@@ -138,13 +138,14 @@ def clear_cache(alias: str, config: dict) -> None:
 def start_afresh(test) -> None:
     """What a test must not inherit from the one before: the caches (rate-limit counters),
     what this process remembers (the keyring's facts, the served security.txt, health
-    checks), and
+    probes, rate-limit store failures), and
     uploads (each test stores them in a folder of its own, removed afterwards)."""
     for alias, config in settings.CACHES.items():
         clear_cache(alias, config)
     pgp.forget()
     securitytxt.forget()
     health.forget()
+    ratelimits.forget()
     upload_dir = tempfile.mkdtemp(prefix="disclosure-test-uploads-")
     test.addCleanup(shutil.rmtree, upload_dir, ignore_errors=True)
     test.enterContext(override_settings(MEDIA_ROOT=upload_dir))

@@ -16,7 +16,7 @@ from django.db import transaction
 from django.test import override_settings
 from django.utils import timezone
 
-from disclosure import storage, tasks
+from disclosure import health, storage, tasks
 from disclosure.models import Attachment, Report
 from disclosure.storage import FileDeletion
 from tests.base import BaseTestCase, make_report, report_data, upload
@@ -42,7 +42,7 @@ class ObjectStorageTestCase(TeamKeyMixin, BaseTestCase):
         self.addCleanup(self.proxy.close)
         self.enterContext(override_settings(STORAGES=storages_for(f"http://127.0.0.1:{self.proxy.port}", self.bucket,
                                                                   PREFIX), S3_BUCKET=self.bucket, S3_PREFIX=PREFIX))
-        storage.forget()
+        health.forget()
 
     def objects(self) -> list[str]:
         return self.server.keys(self.bucket)
@@ -188,12 +188,12 @@ class UnreachableStoreTests(ObjectStorageTestCase):
         body = self.client.get("/healthz").json()
         self.assertEqual(body["file_storage"], "ok")
         self.proxy.cut()
-        storage.forget()  # it is asked at most once a minute per process
+        health.forget()  # it is asked at most once a minute per process
         response = self.client.get("/healthz")
         self.assertEqual(response.status_code, 503)
         self.assertEqual(response.json()["file_storage"], "unreachable")
         self.assertIn("file_storage", response.json()["failing"])
         self.proxy.restore()
         self.assertEqual(self.client.get("/healthz").json()["file_storage"], "unreachable")  # remembered a minute
-        storage.forget()
+        health.forget()
         self.assertEqual(self.client.get("/healthz").json()["file_storage"], "ok")

@@ -433,8 +433,7 @@ class StoreOutageTests(BaseTestCase):
 
     def setUp(self):
         super().setUp()
-        self.addCleanup(ratelimits._in_process.clear)
-        self.addCleanup(ratelimits._failures.update, count=0, last=None)
+        self.addCleanup(ratelimits.forget)
 
     def assertOpenForResearchers(self):
         """Over every limit, yet a report, a status page and a message get through."""
