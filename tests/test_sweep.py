@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from django.core import mail
 from django.db import connection
 from django.test import TransactionTestCase, override_settings
+from django.test.utils import CaptureQueriesContext
 
 from disclosure import tasks
 from disclosure.models import SLA_ALERTS, AlertLevel, Event, Report
@@ -113,6 +114,20 @@ class SweepTests(BaseTestCase):
             make_report(now=THURSDAY_0005 + timedelta(minutes=i))  # not due for days
         with self.assertNumQueries(2):  # one indexed query per milestone, nothing due
             tasks.raise_due_sla_alerts(WEDNESDAY_NOON)
+
+    def test_the_whole_idle_pass_costs_the_same_at_any_size(self):
+        def idle_queries():
+            with CaptureQueriesContext(connection) as captured:
+                tasks.sweep(WEDNESDAY_NOON)
+            return [query["sql"] for query in captured.captured_queries
+                    if query["sql"].startswith("SELECT") and "_cache" not in query["sql"]]
+
+        small = idle_queries()
+        with self.captureOnCommitCallbacks(execute=True):  # their emails sent: nothing left to retry
+            for i in range(30):
+                make_report(now=THURSDAY_0005 + timedelta(minutes=i))
+        self.assertEqual(len(idle_queries()), len(small))
+        self.assertEqual(len(small), 8)  # SLA (2), breach clocks (2), email, webhook, inbound mail, file deletion
 
     def test_sweep_command_runs_the_same_code(self):
         from io import StringIO
