@@ -880,6 +880,9 @@ class Report(models.Model):
                     state=OutboundEmail.State.FAILED, last_error="Cancelled: the report was purged."),
                 "reporter_key": bool(self.reporter_key),
                 "status_links": self.status_links.all().delete()[0],
+                # The Inbound mail log's rows of this report: the sender's address, the subject
+                # and any raw message kept (a bounce) go with the rest of the reporter's data.
+                "inbound_mail": self.inbound_mail.all().delete()[0],
             }
             for name in sealing.SEALED_REPORT_FIELDS:
                 setattr(self, name, self.PURGED if name == "description" else "")

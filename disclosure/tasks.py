@@ -15,12 +15,14 @@ from datetime import time as clock_time
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
 from disclosure import backup, emails, incidents, pgp, ratelimits, securitytxt, sla, storage, webhooks
 from disclosure.inbound import file as inbound_file
 from disclosure.inbound import imap
+from disclosure.inbound.models import InboundMail
 from disclosure.models import OutboundEmail, Programme, Report
 
 log = logging.getLogger(__name__)
@@ -132,7 +134,8 @@ def key_expiry_alert(now) -> bool:
 
 
 def purge_expired(now=None, *, limit: int = 500) -> int:
-    """The daily retention pass: purge each finished report past the retention period."""
+    """The daily retention pass: purge each finished report past the retention period, and
+    the Inbound mail log's rows of no report (ignored mail) past it too."""
     now = now or timezone.now()
     if settings.RETENTION_DAYS == 0:
         return 0
@@ -142,6 +145,9 @@ def purge_expired(now=None, *, limit: int = 500) -> int:
             purged += bool(Report(pk=pk).purge(now=now))
         except Exception:
             log.exception("Purging report %s failed", pk)
+    with transaction.atomic():  # their raw messages are deleted once this commits
+        InboundMail.objects.filter(pk__in=list(InboundMail.objects.purgeable(now).values_list("pk", flat=True)[:limit])
+                                   ).delete()
     return purged
 
 

@@ -1,10 +1,14 @@
 """The Inbound mail log in the admin (read-only), and the queue's channel column."""
 
-from django.contrib import admin
+from functools import partial
+
+from django.contrib import admin, messages
+from django.db import transaction
 from django.urls import reverse
 from django.utils.html import format_html
 
 from disclosure.inbound.models import InboundMail
+from disclosure.inbound.webhooks import enqueue_filing
 
 
 @admin.display(description="channel", ordering="channel")
@@ -26,6 +30,7 @@ class InboundMailAdmin(admin.ModelAdmin):
     list_select_related = ("report",)
     date_hierarchy = "arrived_at"
     exclude = ("raw",)
+    actions = ["file_again"]
 
     def get_readonly_fields(self, request, obj=None):
         return [field.name for field in self.model._meta.fields if field.name != "raw"]
@@ -42,3 +47,17 @@ class InboundMailAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+    def has_refile_permission(self, request):
+        """Whoever triages reports may have a failed message filed again."""
+        return request.user.has_perm("disclosure.change_report")
+
+    @admin.action(description="File the selected failed messages again", permissions=["refile"])
+    def file_again(self, request, queryset):
+        refiled = [row for row in queryset.filter(state=InboundMail.State.FAILED) if row.file_again()]
+        for row in refiled:
+            self.log_change(request, row, "Filed again after failing.")
+            transaction.on_commit(partial(enqueue_filing, row.pk))
+        skipped = queryset.count() - len(refiled)
+        messages.success(request, f"{len(refiled)} failed message(s) queued to be filed again."
+                         + (f" {skipped} not failed, left as they are." if skipped else ""))

@@ -7,7 +7,9 @@ the list in the admin under *Inbound mail*: every ignored message is there with 
 """
 
 import uuid
+from datetime import timedelta
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
@@ -15,6 +17,14 @@ from django.utils import timezone
 def raw_path(instance, filename):
     # Random name, no extension: nothing the sender chose reaches the file system.
     return f"inbound/{timezone.now():%Y/%m}/{uuid.uuid4().hex}"
+
+
+class InboundMailQuerySet(models.QuerySet):
+    def purgeable(self, now):
+        """Rows past the retention period that belong to no report (ignored auto-replies, loops,
+        bounces of mail to purged reports, failures): a report's own rows go when it is purged."""
+        cutoff = now - timedelta(days=settings.RETENTION_DAYS)
+        return self.filter(report__isnull=True, arrived_at__lt=cutoff).exclude(state=InboundMail.State.PENDING)
 
 
 class InboundMail(models.Model):
@@ -80,6 +90,8 @@ class InboundMail(models.Model):
     last_error = models.TextField(blank=True)
     filed_at = models.DateTimeField(null=True, blank=True)
 
+    objects = InboundMailQuerySet.as_manager()
+
     class Meta:
         ordering = ["-arrived_at", "-pk"]
         verbose_name = "inbound mail"
@@ -88,3 +100,9 @@ class InboundMail(models.Model):
 
     def __str__(self):
         return f"{self.sender or 'unknown sender'}: {self.subject or '(no subject)'}"
+
+    def file_again(self) -> bool:
+        """Put a failed row back to be filed (staff action): the filing starts over with a
+        fresh count of attempts. False when it is not failed (filed or pending meanwhile)."""
+        return bool(InboundMail.objects.filter(pk=self.pk, state=self.State.FAILED).update(
+            state=self.State.PENDING, attempts=0, last_error=""))
