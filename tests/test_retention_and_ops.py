@@ -43,6 +43,7 @@ class RetentionTests(BaseTestCase):
         self.assertIn("VDP-2026-0001", out.getvalue())
         self.assertNotIn("VDP-2026-0002", out.getvalue())
         self.assertIn("1 report(s) would be purged; 1 on legal hold.", out.getvalue())
+        self.assertIn("0 Inbound mail row(s) of no report would be deleted.", out.getvalue())
         self.assertTrue(Attachment.objects.exists())
 
     def test_purge_deletes_content_and_contact_but_keeps_the_figures(self):

@@ -2,14 +2,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from disclosure.inbound.models import InboundMail
 from disclosure.models import Report
 from disclosure.tasks import purge_expired
 
 
 class Command(BaseCommand):
     help = (f"Purge finished reports older than RETENTION_DAYS ({settings.RETENTION_DAYS}): attachments, messages, "
-            "email bodies and reporter contact are deleted; dates, outcomes and SLA figures stay. The queue runs "
-            "this daily; --dry-run lists what would go.")
+            "email bodies and reporter contact are deleted; dates, outcomes and SLA figures stay; ignored inbound "
+            "mail goes too. The queue runs this daily; --dry-run lists what would go.")
 
     def add_arguments(self, parser):
         parser.add_argument("--dry-run", action="store_true")
@@ -27,5 +28,7 @@ class Command(BaseCommand):
                                   f"{report.emails.count()} email(s)")
             held = Report.objects.filter(legal_hold=True, purged_at__isnull=True).count()
             self.stdout.write(f"{due.count()} report(s) would be purged; {held} on legal hold.")
+            self.stdout.write(f"{InboundMail.objects.purgeable(now).count()} Inbound mail row(s) of no report "
+                              "would be deleted.")
             return
         self.stdout.write(f"{purge_expired(now)} report(s) purged.")
