@@ -67,6 +67,17 @@ class ImapPollerTests(DovecotMixin, BaseTestCase):
         self.assertEqual(len(self.emails_to("ada@researcher.example")), 1)
         self.assertEqual(self.dovecot.count("INBOX"), 0)
 
+    def test_the_done_folder_is_made_once_even_when_two_pollers_make_it_at_once(self):
+        name = "Processed-race"
+        with self.dovecot.client() as first, self.dovecot.client() as second:
+            self.assertFalse(first.folder_exists(name))  # both pollers find no folder ...
+            imap.ensure_folder(second, name)  # ... the second makes it ...
+            imap.ensure_folder(first, name)  # ... and the first's CREATE is refused, which is fine
+            self.assertTrue(first.folder_exists(name))
+            with self.assertRaises(first.Error):  # a refusal for any other reason still fails the poll
+                imap.ensure_folder(first, "~not-allowed")
+            first.delete_folder(name)
+
     def test_a_bad_password_is_reported_on_healthz_and_by_fetch_mail(self):
         from django.core.management import CommandError, call_command
 

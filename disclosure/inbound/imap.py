@@ -82,8 +82,7 @@ def poll(now=None, *, limit: int = BATCH) -> dict:
 
 def _poll(client: IMAPClient, box: Mailbox, limit: int) -> dict:
     done_folder = settings.INBOUND_DONE_FOLDER
-    if not client.folder_exists(done_folder):
-        client.create_folder(done_folder)
+    ensure_folder(client, done_folder)
     client.select_folder(box.folder)
     counts = {"filed": 0, "moved": 0, "kept": 0}
     for uid in client.search(["NOT", "DELETED"])[:limit]:
@@ -104,6 +103,16 @@ def _poll(client: IMAPClient, box: Mailbox, limit: int) -> dict:
         except Exception:  # noqa: BLE001 - another poller moved it first; the next pass will see
             log.warning("Moving message %s to %s failed", uid, done_folder, exc_info=True)
     return counts
+
+
+def ensure_folder(client: IMAPClient, folder: str) -> None:
+    """Create ``folder`` unless it exists. Created first and checked after a refusal (not the
+    other way round), so two pollers racing to create it on a first run both carry on."""
+    try:
+        client.create_folder(folder)
+    except IMAPClient.Error:
+        if not client.folder_exists(folder):
+            raise
 
 
 def _move(client: IMAPClient, uid: int, folder: str) -> None:
