@@ -7,6 +7,7 @@ from disclosure.ratelimits import limit
 admin.site.site_header = "Vulnerability disclosure"
 admin.site.site_title = "Disclosure admin"
 admin.site.index_title = "Triage"
+admin.site.enable_nav_sidebar = False  # it repeats the index; the queue's columns need the width
 
 urlpatterns = [
     path("favicon.ico", views.favicon),

@@ -187,10 +187,13 @@ class ReportAdmin(admin.ModelAdmin):
     @admin.display(description="deadline")
     def sla_badge(self, obj):
         state = obj.sla_state(timezone.now())
-        label = state.label
-        if state in (SlaState.OVERDUE, SlaState.DUE_TODAY, SlaState.DUE_SOON, SlaState.ON_TRACK):
-            label = f"{label} · {timezone.localtime(obj.due_at):%d %b %H:%M %Z}"
-        return format_html('<span class="sla sla-{}">{}</span>', state.value, label)
+        if state not in (SlaState.OVERDUE, SlaState.DUE_TODAY, SlaState.DUE_SOON, SlaState.ON_TRACK):
+            return format_html('<span class="sla sla-{}">{}</span>', state.value, state.label)
+        # Deadlines fall at the end of a business day: the day is what a triager scans for; the
+        # exact time is in the tooltip.
+        due = timezone.localtime(obj.due_at)
+        return format_html('<span class="sla sla-{}" title="Due {}">{} · <span class="sla-day">{}</span></span>',
+                           state.value, f"{due:%A %d %B %Y, %H:%M %Z}", state.label, f"{due:%a %d %b}")
 
     @admin.display(description="priority", ordering="priority")
     def priority_badge(self, obj):

@@ -135,7 +135,8 @@ class DecisionPanelTests(BaseTestCase):
     def test_sla_filter_and_badge(self):
         listing = self.client.get("/admin/disclosure/report/?sla=on_track")
         self.assertContains(listing, "VDP-2026-0001")
-        self.assertContains(listing, "On track · 03 Dec 23:59 GMT")
+        self.assertContains(listing, 'title="Due Thursday 03 December 2026, 23:59 GMT">'
+                                     'On track · <span class="sla-day">Thu 03 Dec</span>')
         self.assertNotContains(self.client.get("/admin/disclosure/report/?sla=overdue"), "VDP-2026-0001")
 
     def test_disclose_asks_for_confirmation(self):
