@@ -90,6 +90,11 @@ def _context(email: OutboundEmail) -> dict:
             "hours": incidents.clock_hours(clock), "due": datetime.fromisoformat(event.data["due"]),
             "hours_left": event.data.get("hours_left"),
         })
+    if email.kind == OutboundEmail.Kind.TEAM_BREACH_RECORDED:
+        context.update({"clocks": [(incidents.CLOCK_NAMES[clock], incidents.CLOCK_WHO[clock],
+                                    incidents.clock_hours(clock), datetime.fromisoformat(event.data[f"{clock}_due"]))
+                                   for clock in incidents.CLOCKS],
+                        "aware_at": datetime.fromisoformat(event.data["aware_at"])})
     return context
 
 
@@ -210,6 +215,11 @@ def breach_alert(event, to):
     return _queue("team-breach-alert", event, to)
 
 
+def breach_recorded(event, to):
+    """A personal-data breach was recorded (or revised): its clocks run from now on."""
+    return _queue("team-breach-recorded", event, to)
+
+
 def daily_digest(now):
     """The team's morning summary; at most one per local day (its Message-ID is the date)."""
     day = sla.local_date(now)
@@ -267,6 +277,9 @@ def notify(event: Event) -> list:
         queued.extend(sla_alert(event, to) for to in sorted(recipients))
     elif event.kind in SLA_ESCALATIONS:
         queued.append(sla_alert(event, settings.SLA_ESCALATION_EMAIL))
+    elif event.kind == Event.Kind.BREACH_ASSESSED and event.data.get("personal_data"):
+        recipients = _team_and_assignee(report) | {settings.SLA_ESCALATION_EMAIL}
+        queued.extend(breach_recorded(event, to) for to in sorted(recipients))
     elif event.kind == Event.Kind.BREACH_WARNING:
         queued.extend(breach_alert(event, to) for to in sorted(_team_and_assignee(report)))
     elif event.kind == Event.Kind.BREACH_ESCALATION:

@@ -1248,6 +1248,7 @@ class OutboundEmail(models.Model):
         REPORTER_LINKS = "reporter-links", "Fresh status link to reporter"
         TEAM_P1_ALERT = "team-p1-alert", "P1 page (team)"
         TEAM_BREACH_ALERT = "team-breach-alert", "Breach deadline alert (team)"
+        TEAM_BREACH_RECORDED = "team-breach-recorded", "Breach recorded (team)"
 
     kind = models.CharField(max_length=40, choices=Kind.choices)
     report = models.ForeignKey(Report, null=True, blank=True, on_delete=models.CASCADE, related_name="emails")

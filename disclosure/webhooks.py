@@ -54,6 +54,7 @@ class EventType(models.TextChoices):
     BREACH_RECORDED = "breach.recorded", "Personal-data breach recorded"
     BREACH_WARNING = "breach.warning", "Breach notification due soon"
     BREACH_ESCALATION = "breach.escalation", "Breach notification overdue"
+    BREACH_NOTIFIED = "breach.notified", "Breach notification recorded (or not required)"
     REPORTER_MESSAGE = "report.reporter_message", "Message from the reporter"
     CLOSED = "report.closed", "Closed or withdrawn"
 
@@ -265,6 +266,7 @@ def event_types(event) -> list[str]:
         Event.Kind.WITHDRAWN: [EventType.CLOSED],
         Event.Kind.BREACH_WARNING: [EventType.BREACH_WARNING],
         Event.Kind.BREACH_ESCALATION: [EventType.BREACH_ESCALATION],
+        Event.Kind.BREACH_NOTIFIED: [EventType.BREACH_NOTIFIED],
     }.get(kind, [])
     if kind in SLA_WARNINGS:
         types = [EventType.SLA_WARNING]
@@ -314,6 +316,11 @@ def build_payload(event, event_type: str, *, include_title: bool) -> dict:
                     hours_left=event.data.get("hours_left"))
     elif event_type == EventType.BREACH_RECORDED:
         data["aware_at"] = _iso(datetime.fromisoformat(event.data["aware_at"]))
+    elif event_type == EventType.BREACH_NOTIFIED:
+        notified_at = event.data.get("notified_at")
+        data.update(clock=event.data["clock"], outcome=event.data["outcome"],
+                    due=_iso(datetime.fromisoformat(event.data["due"])),
+                    notified_at=_iso(datetime.fromisoformat(notified_at)) if notified_at else None)
     elif event_type in (EventType.TRIAGED, EventType.P1) and event.data.get("from_priority"):
         data["from_priority"] = event.data["from_priority"]
     return {"type": event_type, "timestamp": _iso(event.created_at), "data": data}
@@ -395,6 +402,8 @@ def headline(payload: dict) -> str:
                                     f"{_local(data['deadlines']['breach_regulator'])}"),
         EventType.BREACH_WARNING: f"Breach: notify {who} by {_local(data.get('due'))}",
         EventType.BREACH_ESCALATION: f"BREACH DEADLINE MISSED: notifying {who} was due {_local(data.get('due'))}",
+        EventType.BREACH_NOTIFIED: (f"Breach: {who} notified {'LATE' if data.get('outcome') == 'late' else 'on time'}"
+                                    if data.get("notified_at") else f"Breach: notifying {who} not required"),
         EventType.REPORTER_MESSAGE: "Message from the reporter",
         EventType.CLOSED: f"Closed ({data.get('status', '').replace('_', ' ')})",
     }.get(kind, kind)

@@ -96,6 +96,33 @@ class BreachClockTests(BaseTestCase):
         self.assertEqual(len(warnings), 4)
         self.assertIn("12.0 hours are left to notify clients", warnings[0].body)
 
+    def test_recording_a_breach_tells_the_team_the_assignee_and_the_lead_at_once(self):
+        Report.objects.filter(pk=self.report.pk).update(assignee=self.triager)
+        self.report.refresh_from_db()
+        self.record_breach()
+        recorded = [m for m in mail.outbox if "Personal-data breach recorded" in m.subject]
+        self.assertEqual(sorted(m.to[0] for m in recorded), ["lead@example.com", "team@example.com",
+                                                             "tess@example.com"])
+        self.assertEqual(recorded[0].subject, "[VDP-2026-0001] Personal-data breach recorded: notify clients by "
+                                              "Sat 28 Nov 17:00 GMT, the regulator by Mon 30 Nov 17:00 GMT")
+        self.assertIn("tess recorded a personal-data breach found through VDP-2026-0001", recorded[0].body)
+        self.assertIn("Personal data: names, email addresses", recorded[0].body)
+        self.assertIn("People affected (approximately): 1200", recorded[0].body)
+        self.assertIn("Regulator notification due: Monday 30 November 2026, 17:00 GMT (72 hours)", recorded[0].body)
+        self.assertNotIn("Personal-data breach", "".join(m.subject for m in self.emails_to("ada@researcher.example")))
+
+        mail.outbox.clear()
+        self.record_breach(now=SATURDAY_5PM, aware_at=at(28, 9))  # revised: the team learnt of it later
+        revised = [m for m in mail.outbox if "Personal-data breach revised" in m.subject]
+        self.assertEqual(len(revised), 3)
+        self.assertIn("the clocks below replace the earlier ones", revised[0].body)
+        self.assertIn("Client notification due: Sunday 29 November 2026, 09:00 GMT (24 hours)", revised[0].body)
+
+    def test_no_personal_data_sends_nothing(self):
+        with self.captureOnCommitCallbacks(execute=True):
+            self.report.assess_breach(self.triager, personal_data=False, now=FRIDAY_5PM)
+        self.assertEqual(mail.outbox, [])
+
     def test_after_downtime_the_first_sweep_escalates_each_missed_clock_once(self):
         self.record_breach()
         self.sweep(at(30, 20))  # the worker was down all weekend

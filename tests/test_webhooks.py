@@ -169,6 +169,26 @@ class DeliveryTests(BaseTestCase):
         self.assertEqual(WebhookDelivery.objects.filter(endpoint=titled).get().payload["data"]["title"],
                          report_data()["title"])
 
+    def test_breach_recorded_and_each_notification_reach_the_receiver(self):
+        with Receiver() as receiver, receiver.trusted():
+            receiver.secret = endpoint(receiver.url, events=["breach.recorded", "breach.notified"]).secret
+            with self.captureOnCommitCallbacks(execute=True):
+                self.report.assess_breach(self.triager, personal_data=True, categories="names", now=MONDAY_10AM)
+            for hours, notice in ((2, {"reference": "DPA-1"}), (3, {"not_required_reason": "Encrypted; key safe."})):
+                with time_machine.travel(MONDAY_10AM + timedelta(hours=hours), tick=False), \
+                        self.captureOnCommitCallbacks(execute=True):
+                    self.report.record_breach_notice(self.lead, "client" if hours == 2 else "regulator", **notice)
+        recorded, client, regulator = [request["json"] for request in receiver.accepted()]
+        self.assertEqual([recorded["type"], client["type"], regulator["type"]],
+                         ["breach.recorded", "breach.notified", "breach.notified"])
+        self.assertEqual({key: client["data"][key] for key in ("clock", "outcome", "notified_at", "due")},
+                         {"clock": "client", "outcome": "met", "notified_at": "2026-11-30T12:00:00Z",
+                          "due": "2026-12-01T10:00:00Z"})
+        self.assertEqual((regulator["data"]["outcome"], regulator["data"]["notified_at"]), ("not_required", None))
+        self.assertNotIn("DPA-1", json.dumps(client))  # the team's reference stays in the portal
+        self.assertEqual(webhooks.headline(client), "[VDP-2026-0001]: Breach: clients notified on time")
+        self.assertEqual(webhooks.headline(regulator), "[VDP-2026-0001]: Breach: notifying the regulator not required")
+
     def test_tls_is_verified_for_the_host_name_not_the_address(self):
         with Receiver(cert_hosts=["other.example"]) as receiver, receiver.trusted():
             endpoint(receiver.url, events=["report.p1"])
