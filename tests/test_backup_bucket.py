@@ -21,7 +21,7 @@ from django.test import TestCase, TransactionTestCase, override_settings
 from django.utils import timezone
 from django_q.models import Schedule
 
-from disclosure import backup, backup_targets, checks, health, tasks
+from disclosure import backup, backup_targets, checks, health, pgp, tasks
 from disclosure.models import Attachment, Report, StatusLink
 from tests.base import BaseTestCase, make_report, upload
 from tests.faults import TcpProxy
@@ -298,12 +298,22 @@ class BucketBackupHealthTests(BucketMixin, TeamKeyMixin, HealthzMixin, BaseTestC
                                 f"the backups in s3://{self.bucket}/{BACKUPS}/ cannot be listed")
 
 
-class DirTargetTests(BackupCase):
+class LocalArchiveTests(BackupCase):
     def test_list_and_restore_by_name_from_backup_dir(self):
         make_report()
         path = self.make_backup()
         self.assertEqual(self.command("backup", "--list").split()[0], str(path))
         self.assertIn("Verification passed", self.command("restore", "--verify", path.name))
+
+    def test_an_archive_for_a_key_this_keyring_lacks_says_so(self):
+        make_report()
+        path = self.make_backup()
+        with tempfile.TemporaryDirectory() as empty, override_settings(GNUPG_HOME=Path(empty)):
+            with self.assertRaises(CommandError) as raised:
+                self.command("restore", "--verify", str(path))
+            pgp.stop_agent(empty)
+        self.assertIn("not encrypted to a key in this keyring: the archive could not be decrypted intact: NO_SECKEY",
+                      str(raised.exception))
 
     def test_a_backup_dir_inside_the_upload_folder_is_not_backed_up(self):
         inside = Path(self.media, "backups")
