@@ -279,6 +279,13 @@ BACKUP_HOUR = env_int("BACKUP_HOUR", 2, minimum=-1)
 # Archives older than this are deleted after each scheduled backup (a system check refuses more
 # than 90, so what the portal purges leaves its backups within 90 days).
 BACKUP_RETENTION_DAYS = env_int("BACKUP_RETENTION_DAYS", 30, minimum=1)
+# Where the archives go: "bucket" (the object-storage bucket of S3_BUCKET, under BACKUP_S3_PREFIX)
+# or "dir" (BACKUP_DIR); the bucket by default when files are kept in one. A system check refuses
+# any other value, and "bucket" without S3_BUCKET.
+BACKUP_TARGET = env_str("BACKUP_TARGET", "bucket" if env_str("S3_BUCKET").strip() else "dir").strip().lower()
+# The archives' folder in the bucket, from the bucket's root (not inside S3_PREFIX unless it says
+# so); a folder of their own, never counted among the portal's files.
+BACKUP_S3_PREFIX = env_str("BACKUP_S3_PREFIX", "backups").strip().strip("/")
 
 # --- Uploads ----------------------------------------------------------------------------
 MEDIA_ROOT = Path(env_str("UPLOAD_DIR", str(DATA_DIR / "uploads")))

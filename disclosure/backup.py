@@ -7,14 +7,15 @@ so nothing of it rests in clear on disk. Its members, in order:
   ``database.pgdump`` (``pg_dump --format=custom`` of a snapshot; pg_dump writes to a file
   in a private temporary folder, mode 0700, removed when the backup ends);
 - ``files/<name>`` for every file in the default storage, read through Django's storage API
-  (local folder or object storage alike);
+  (local folder or object storage alike), never earlier archives kept beside them;
 - ``manifest.json`` last: portal and Django versions, the migrations applied, row counts per
   table, and the size and SHA-256 of every other member.
 
 Restoring reads the archive twice: a first pass decrypts it to its end (gpg checks its
 integrity only there) and compares every member with the manifest, before anything is
 touched; the second pass restores. ``verify`` restores into a scratch database and storage
-and compares counts and checksums.
+and compares counts and checksums. Where archives are kept (``BACKUP_DIR`` or the bucket) is
+``backup_targets.py``.
 """
 
 import hashlib
@@ -92,8 +93,33 @@ def applied_migrations(cursor) -> list[list[str]]:
     return [list(row) for row in cursor.fetchall()]
 
 
+def archive_folder_in(storage) -> str | None:
+    """The backup archives' folder when it lies inside ``storage`` (relative to its root), or
+    None: ``BACKUP_S3_PREFIX`` inside the bucket's ``S3_PREFIX`` (or anywhere in the bucket when
+    the files are at its root), ``BACKUP_DIR`` inside the upload folder. Archives are never
+    counted among the portal's files, whether or not backups go there now."""
+    location = str(getattr(storage, "location", "") or "")
+    if hasattr(storage, "bucket_name"):  # object storage: a file's key is <location>/<name>
+        prefix, root = settings.BACKUP_S3_PREFIX.strip("/"), location.strip("/")
+        if not root:
+            return prefix or None
+        return prefix[len(root) + 1:] if prefix.startswith(root + "/") else None
+    if not location:
+        return None
+    try:
+        inside = Path(settings.BACKUP_DIR).resolve().relative_to(Path(location).resolve())
+    except ValueError:
+        return None
+    return inside.as_posix() if inside.parts else None
+
+
 def storage_files(storage, path: str = ""):
-    """Every file name in ``storage``, by walking ``listdir`` (works for object storage too)."""
+    """Every file name in ``storage``, by walking ``listdir`` (works for object storage too),
+    leaving out the backup archives' folder (``archive_folder_in``)."""
+    yield from _walk(storage, path, archive_folder_in(storage))
+
+
+def _walk(storage, path: str, skip: str | None):
     try:
         directories, files = storage.listdir(path)
     except FileNotFoundError:
@@ -101,7 +127,9 @@ def storage_files(storage, path: str = ""):
     for name in sorted(files):
         yield posixpath.join(path, name) if path else name
     for directory in sorted(directories):
-        yield from storage_files(storage, posixpath.join(path, directory) if path else directory)
+        folder = posixpath.join(path, directory) if path else directory
+        if folder != skip:
+            yield from _walk(storage, folder, skip)
 
 
 def _sqlite_quote(name: str) -> str:
@@ -274,7 +302,7 @@ def _add_postgresql(tar, members) -> dict:
     return info
 
 
-# --- Archives in BACKUP_DIR -------------------------------------------------------------------
+# --- Archives in a folder (BACKUP_DIR; the bucket is in backup_targets.py) ----------------------
 def archives(directory: Path | None = None) -> list[tuple[datetime, Path]]:
     """Complete archives, oldest first, with the time in their names."""
     directory = Path(directory or settings.BACKUP_DIR)
@@ -294,12 +322,6 @@ def newest_backup_at(directory: Path | None = None) -> datetime | None:
     """When the newest complete archive was made (from its name), or None."""
     found = archives(directory)
     return found[-1][0] if found else None
-
-
-def watched() -> bool:
-    """Whether /healthz and the dashboard report the backups' age: a team key is configured
-    and backups are scheduled (``BACKUP_HOUR``) or have been made (e.g. from cron)."""
-    return bool(pgp.team_fingerprint()) and (settings.BACKUP_HOUR >= 0 or bool(archives()))
 
 
 def delete_old_archives(now: datetime, directory: Path | None = None) -> int:
@@ -360,6 +382,25 @@ def check_archive(path: Path) -> dict:
     return manifest
 
 
+class _Unseekable(io.RawIOBase):
+    """A tar member read from the decrypting stream, saying plainly that it cannot seek:
+    tarfile's own member asks the stream, which has no answer (object storage asks)."""
+
+    def __init__(self, source):
+        self.source = source
+
+    def readable(self):
+        return True
+
+    def seekable(self):
+        return False
+
+    def readinto(self, buffer):
+        data = self.source.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
 def _restore_members(path: Path, *, database, storage) -> None:
     """The second pass: hand the database member to ``database(name, stream)`` and write
     each file into ``storage`` under its own name."""
@@ -375,7 +416,7 @@ def _restore_members(path: Path, *, database, storage) -> None:
                         target = name[len(FILES_PREFIX):]
                         if storage.exists(target):
                             storage.delete(target)
-                        content = File(handle, name=posixpath.basename(target))
+                        content = File(_Unseekable(handle), name=posixpath.basename(target))
                         content.size = member.size  # a tar stream cannot seek to measure it
                         saved = storage.save(target, content)
                         if saved != target:

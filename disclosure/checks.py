@@ -153,6 +153,29 @@ def check_backups(app_configs, **kwargs):
 
 
 @register("disclosure")
+def check_backup_target(app_configs, **kwargs):
+    """Backups into the bucket need object storage, and a folder of their own there."""
+    from disclosure import storage
+
+    target = settings.BACKUP_TARGET
+    if target not in ("bucket", "dir"):
+        return [Error(f"BACKUP_TARGET must be bucket or dir, not {target!r}.", id="disclosure.E033")]
+    if target == "dir":
+        return []
+    if not storage.uses_object_storage():
+        return [Error("BACKUP_TARGET is bucket, but files are not kept in a bucket (S3_BUCKET is not set): backups "
+                      "would fail.", hint="Set S3_BUCKET, or BACKUP_TARGET=dir to write them into BACKUP_DIR.",
+                      id="disclosure.E033")]
+    prefix, files = settings.BACKUP_S3_PREFIX, settings.S3_PREFIX
+    if not prefix or prefix == files or files.startswith(prefix + "/"):
+        return [Error(f"BACKUP_S3_PREFIX ({prefix!r}) must be a folder of its own in the bucket: not empty, and "
+                      f"neither S3_PREFIX ({files!r}) nor a folder holding it.",
+                      hint="Leave it unset (backups), or name another folder, e.g. disclosure-backups.",
+                      id="disclosure.E034")]
+    return []
+
+
+@register("disclosure")
 def check_pgp_mailer(app_configs, **kwargs):
     backend = settings.MAILERS.get("default", {}).get("BACKEND", "")
     if settings.TEAM_KEY_FINGERPRINT and backend not in MIME_CAPABLE_BACKENDS:

@@ -21,7 +21,7 @@ from django.views.decorators.http import require_safe
 from django_q.brokers import get_broker
 from django_q.models import Schedule
 
-from disclosure import backup, pgp, ratelimits, storage, tasks
+from disclosure import backup_targets, pgp, ratelimits, storage, tasks
 from disclosure.inbound import imap
 from disclosure.models import OutboundEmail, Programme
 from disclosure.webhooks import WebhookDelivery
@@ -114,6 +114,15 @@ def _gpg_state() -> tuple[str, str | None]:
 def _file_storage_state() -> tuple[str, str | None]:
     config = (settings.STORAGES["default"]["BACKEND"], settings.S3_BUCKET, str(settings.MEDIA_ROOT))
     return _probed("file_storage", config, storage.probe)
+
+
+def _newest_backup() -> tuple[datetime | None, bool]:
+    """``(when, listed)``: the newest complete archive where backups go. A listing of the
+    bucket (a request to the store) is remembered like the probes; a folder is read each time."""
+    if backup_targets.in_bucket():
+        config = (settings.BACKUP_TARGET, settings.S3_BUCKET, settings.BACKUP_S3_PREFIX)
+        return _probed("backup", config, lambda: _guarded(backup_targets.newest_backup_at))
+    return _guarded(backup_targets.newest_backup_at)
 
 
 def forget() -> None:
@@ -237,11 +246,11 @@ def _health(now) -> dict:
             fail("team_key", f"the team key expires in {key_days} days")
 
     backup_hours = None
-    if _guarded(backup.watched, False)[0]:
-        newest, listed = _guarded(backup.newest_backup_at)
+    newest, listed = _newest_backup()
+    if _guarded(lambda: backup_targets.watched(newest), False)[0]:
         backup_hours = round((now - newest).total_seconds() / 3600, 1) if newest else None
         if not listed:
-            fail("backup", f"the backup folder {settings.BACKUP_DIR} cannot be read")
+            fail("backup", f"the backups in {backup_targets.describe()} cannot be listed")
         elif backup_hours is None and _guarded(_first_backup_pending, False)[0]:
             pass  # a new installation: the first scheduled backup has not come round yet
         elif backup_hours is None or backup_hours > BACKUP_STALE_HOURS:

@@ -5,7 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from disclosure import backup, pgp
+from disclosure import backup_targets, pgp, storage
 from disclosure.metrics import dashboard
 from disclosure.models import Programme
 
@@ -15,6 +15,10 @@ def metrics(request):
         raise PermissionDenied
     now = timezone.now()
     key = pgp.team_key() if pgp.team_fingerprint() else None
+    try:
+        newest_backup_at, backups_listed = backup_targets.newest_backup_at(), True
+    except (backup_targets.BackupError, *storage.ERRORS):
+        newest_backup_at, backups_listed = None, False
     context = {
         **admin.site.each_context(request),
         "title": "Dashboard",
@@ -23,7 +27,9 @@ def metrics(request):
         "now": now,
         "team_key": key,
         "securitytxt_expires_at": Programme.load().securitytxt_expires_at,
-        "backups_watched": backup.watched(),
-        "newest_backup_at": backup.newest_backup_at(),
+        "backups_watched": backup_targets.watched(newest_backup_at),
+        "newest_backup_at": newest_backup_at,
+        "backups_listed": backups_listed,
+        "backups_location": backup_targets.describe(),
     }
     return TemplateResponse(request, "admin/disclosure/metrics.html", context)

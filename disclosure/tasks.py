@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
-from disclosure import backup, emails, incidents, pgp, ratelimits, securitytxt, sla, storage, webhooks
+from disclosure import backup_targets, emails, incidents, pgp, ratelimits, securitytxt, sla, storage, webhooks
 from disclosure.inbound import file as inbound_file
 from disclosure.inbound import imap
 from disclosure.inbound.models import InboundMail
@@ -167,12 +167,13 @@ def send_daily_digest(now=None) -> bool:
 
 
 def run_backup(now=None) -> dict:
-    """The daily backup: one archive into ``BACKUP_DIR``, then archives past
-    ``BACKUP_RETENTION_DAYS`` deleted (only after a backup succeeded). A failure raises, so
-    it is listed under Failed tasks; /healthz reports the backup's age."""
+    """The daily backup: one archive where ``BACKUP_TARGET`` says (``BACKUP_DIR`` or the
+    bucket), then archives there past ``BACKUP_RETENTION_DAYS`` deleted (only after a backup
+    succeeded). A failure raises, so it is listed under Failed tasks; /healthz reports the
+    backup's age."""
     now = now or timezone.now()
-    path = backup.create_backup(now)
-    return {"archive": path.name, "deleted": backup.delete_old_archives(now)}
+    location = backup_targets.make_backup(now)
+    return {"archive": location, "deleted": backup_targets.delete_old(now)}
 
 
 def _daily_at(name: str, func: str, hour: int) -> None:

@@ -25,7 +25,11 @@ def free_port() -> int:
 
 class TcpProxy:
     """Forwards 127.0.0.1:``port`` to ``target``; ``cut()`` drops every connection and
-    refuses new ones (what an unreachable server looks like), ``restore()`` undoes it."""
+    refuses new ones (what an unreachable server looks like), ``restore()`` undoes it.
+    With ``upload_limit`` set, a connection that sends more than that many bytes to the
+    server is dropped there (an upload that breaks half way)."""
+
+    upload_limit: int | None = None
 
     def __init__(self, target: tuple[str, int], port: int = 0):
         self.target = target
@@ -55,13 +59,17 @@ class TcpProxy:
             client.settimeout(None)
             with self.lock:
                 self.sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+            for source, sink, upload in ((client, upstream, True), (upstream, client, False)):
+                threading.Thread(target=self._pump, args=(source, sink, upload), daemon=True).start()
 
-    @staticmethod
-    def _pump(source, sink):
+    def _pump(self, source, sink, upload=False):
+        sent = 0
         try:
             while data := source.recv(65536):
+                if upload and self.upload_limit is not None:  # counted while a limit is set
+                    sent += len(data)
+                    if sent > self.upload_limit:
+                        break
                 sink.sendall(data)
         except OSError:
             pass

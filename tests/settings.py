@@ -31,3 +31,5 @@ TEAM_KEY_PASSPHRASE = ""
 # /healthz backup check turn it on (an unscheduled portal without archives is not watched).
 BACKUP_DIR = tempfile.mkdtemp(prefix="disclosure-test-backups-")
 BACKUP_HOUR = -1
+# Backups go to BACKUP_DIR whatever the run's file storage; tests of the bucket say so.
+BACKUP_TARGET = "dir"

@@ -28,9 +28,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -43,13 +40,11 @@ from django.conf import settings
 from django.db import connection
 from django.test import SimpleTestCase
 
-from disclosure import pgp
 from tests.base import fresh_env
-from tests.faults import free_port, start_group, stop_group
-from tests.pgp_keys import ResearcherKeyring
+from tests.faults import free_port
+from tests.hosts import HOST, Host, PgDatabase, report_form, team_key_file
 from tests.s3 import S3Server, env_for, moto_available
 
-HOST = "security.example.com"
 REDIS_DB = 13
 RATE_LIMIT = 5  # reports per hour per address: the flood's limit, for A and B together
 TEAM = "security@security.example.com"
@@ -113,105 +108,6 @@ class MailSink:
         self.controller.stop()
 
 
-# --- A host ---------------------------------------------------------------------------------
-class Host:
-    """One portal host: gunicorn and ``manage.py worker``, each in a process group of its own."""
-
-    def __init__(self, name: str, root: Path, env: dict):
-        self.name, self.port = name, free_port()
-        self.folder = root / name
-        self.data_dir, self.gnupg_home, self.tmp = self.folder / "data", self.folder / "gnupg", self.folder / "tmp"
-        self.env = {**env, "DATA_DIR": str(self.data_dir), "GNUPG_HOME": str(self.gnupg_home),
-                    "TMPDIR": str(self.tmp), "PORT": str(self.port)}
-        self.web = self.worker = None
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def start(self):
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        logs = self.folder / "logs"
-        logs.mkdir(exist_ok=True)
-        self.web = start_group([str(Path(sys.executable).with_name("gunicorn")), "-c", "config/gunicorn.py",
-                                "config.wsgi", "--bind", f"127.0.0.1:{self.port}", "--workers", "2",
-                                "--pid", str(self.folder / "gunicorn.pid")],
-                               cwd=settings.BASE_DIR, env=self.env, stdout=open(logs / "web.log", "ab"),
-                               stderr=subprocess.STDOUT)
-        self.worker = start_group([sys.executable, "manage.py", "worker"], cwd=settings.BASE_DIR, env=self.env,
-                                  stdout=open(logs / "worker.log", "ab"), stderr=subprocess.STDOUT)
-        import requests
-
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.web.poll() is not None:
-                raise AssertionError(f"host {self.name}'s gunicorn exited:\n{self.log('web')}")
-            try:
-                requests.get(f"{self.url}/healthz", headers=self.headers(), timeout=10)
-                return
-            except requests.RequestException:
-                time.sleep(0.2)
-        raise AssertionError(f"host {self.name} did not start:\n{self.log('web')}")
-
-    def log(self, which: str) -> str:
-        path = self.folder / "logs" / f"{which}.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
-
-    @staticmethod
-    def headers(**extra) -> dict:
-        return {"Host": HOST, "X-Forwarded-Proto": "https", **extra}
-
-    def get(self, path, **kwargs):
-        import requests
-
-        return requests.get(self.url + path, headers=self.headers(**kwargs.pop("headers", {})),
-                            allow_redirects=False, timeout=30, **kwargs)
-
-    def post(self, path, data, *, files=None, client_ip="203.0.113.1", cookies=None, timeout=30):
-        import requests
-
-        token = secrets.token_hex(16)
-        headers = self.headers(**{"X-Forwarded-For": client_ip, "Origin": f"https://{HOST}",
-                                  "Referer": f"https://{HOST}{path}"})
-        return requests.post(self.url + path, data={**data, "csrfmiddlewaretoken": token}, files=files,
-                             headers=headers, cookies={"csrftoken": token, **(cookies or {})},
-                             allow_redirects=False, timeout=timeout)
-
-    def manage(self, *args, stdin: str | None = None) -> str:
-        result = subprocess.run([sys.executable, "manage.py", *args], cwd=settings.BASE_DIR, env=self.env,
-                                input=stdin, capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, f"manage.py {args[0]} on {self.name} failed:\n{result.stderr[-3000:]}"
-        return result.stdout
-
-    def shell(self, code: str) -> str:
-        return self.manage("shell", "-c", code).strip().splitlines()[-1] if code else ""
-
-    def kill(self):
-        """SIGKILL: gunicorn, its workers, the cluster and its workers; nothing gets to clean up."""
-        for process in (self.web, self.worker):
-            if process is not None:
-                try:
-                    os.killpg(process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                process.wait(10)
-
-    def stop(self):
-        for process in (self.web, self.worker):
-            if process is not None and process.poll() is None:
-                stop_group(process, timeout=20)
-        pgp.stop_agent(self.gnupg_home)
-
-    def wipe(self):
-        """An empty DATA_DIR, GNUPG_HOME and temporary folder: a new machine."""
-        pgp.stop_agent(self.gnupg_home)
-        for folder in (self.data_dir, self.gnupg_home, self.tmp):
-            shutil.rmtree(folder, ignore_errors=True)
-
-
-def report_form(title: str, email_address: str) -> dict:
-    return {"title": title, "description": f"{title}: the description, to be sealed at rest.",
-            "asset": "https://app.example.com", "reporter_email": email_address, "reporter_name": "A Researcher",
-            "credit": "none"}
-
-
 @skipUnless(not MISSING, MISSING)
 class TwoHostsTests(SimpleTestCase):
     databases = set()  # the hosts use a database of their own; this process only reads it with psycopg
@@ -257,25 +153,11 @@ class TwoHostsTests(SimpleTestCase):
     # --- Set-up helpers ------------------------------------------------------------------------
     @classmethod
     def _create_database(cls) -> str:
-        import psycopg
-
-        name = f"wthosts_proof_{os.getpid()}"
-        params = settings.DATABASES["default"]
-        admin = dict(host=params["HOST"] or "127.0.0.1", port=params["PORT"] or 5432, user=params["USER"],
-                     password=params["PASSWORD"] or None, dbname="postgres", autocommit=True)
-        with psycopg.connect(**admin) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{name}"')
-
-        def drop():
-            with psycopg.connect(**admin) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-        cls.addClassCleanup(drop)
-        cls.db_params = {**admin, "dbname": name}
-        auth = f"{params['USER']}" + (f":{params['PASSWORD']}" if params["PASSWORD"] else "")
-        cls.database_url = f"postgres://{auth}@{admin['host']}:{admin['port']}/{name}"
-        return name
+        cls.db = PgDatabase(f"wthosts_proof_{os.getpid()}")
+        cls.db.create()
+        cls.addClassCleanup(cls.db.drop)
+        cls.database_url = cls.db.url
+        return cls.db.name
 
     @classmethod
     def _flush_redis(cls):
@@ -287,15 +169,7 @@ class TwoHostsTests(SimpleTestCase):
 
     @classmethod
     def _team_key(cls):
-        with ResearcherKeyring() as keyring:
-            uid = f"Example security team <{TEAM}>"
-            assert keyring.run("--passphrase", "", "--pinentry-mode", "loopback", "--quick-gen-key", uid,
-                               "future-default", "default", "1y").returncode == 0
-            listing = keyring.run("--with-colons", "--list-keys", uid).stdout.decode()
-            fingerprint = [line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")][0]
-            path = cls.root / "team-key.asc"  # the platform secret, mounted as a file
-            path.write_bytes(keyring.run("--armor", "--export-secret-keys", fingerprint).stdout)
-        return path, fingerprint
+        return team_key_file(cls.root, TEAM)
 
     @classmethod
     def _staff_session(cls) -> str:
@@ -313,10 +187,7 @@ print(session.session_key)
 """)
 
     def query(self, sql: str, *params):
-        import psycopg
-
-        with psycopg.connect(**self.db_params) as conn:
-            return conn.execute(sql, params).fetchall()
+        return self.db.query(sql, *params)
 
     def staff(self):
         return {"sessionid": self.session}

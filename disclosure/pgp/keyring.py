@@ -676,6 +676,8 @@ def _gpg_command(*args: str) -> list[str]:
     if binary is None:
         raise PGPError(f"the gpg binary ({settings.GPG_BINARY}) was not found")
     home = _prepare_home(Path(settings.GNUPG_HOME))
+    if settings.TEAM_KEY_FILE:
+        import_team_key_file()  # a new host's empty keyring (manage.py restore) gets the key first
     return [binary, "--homedir", str(home), "--batch", "--no-tty", "--yes", "--status-fd", "2", *args]
 
 
@@ -732,7 +734,16 @@ def decrypting_file(path: Path):
             process = subprocess.Popen(_gpg_command(*args, "--decrypt", str(path)),  # noqa: S603
                                        stdout=subprocess.PIPE, stderr=stderr, pass_fds=(read_end,))
             try:
-                yield process.stdout
+                try:
+                    yield process.stdout
+                except Exception:
+                    # What the reader choked on (nothing, or a cut stream) may be gpg's refusal
+                    # (no secret key, a damaged packet): then gpg's reason is the one to give.
+                    while process.stdout.read(1024 * 1024):
+                        pass
+                    if process.wait(timeout=600) != 0:
+                        raise _gpg_failure(stderr, "the archive could not be decrypted intact") from None
+                    raise
                 while process.stdout.read(1024 * 1024):
                     pass
                 if process.wait(timeout=600) != 0:

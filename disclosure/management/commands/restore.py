@@ -1,12 +1,10 @@
-from pathlib import Path
-
 from django.core import checks
 from django.core.cache import cache
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError, connection
 from django.db.migrations.executor import MigrationExecutor
 
-from disclosure import backup, health, pgp
+from disclosure import backup, backup_targets, health, pgp, storage
 
 
 class Command(BaseCommand):
@@ -15,21 +13,21 @@ class Command(BaseCommand):
             "checksum in its manifest), or, with --verify, into scratch copies that are then thrown away.")
 
     def add_arguments(self, parser):
-        parser.add_argument("archive", help="a portal-backup-*.tar.gpg file")
+        parser.add_argument("archive", help="a portal-backup-*.tar.gpg file, an archive in the bucket as backup "
+                                            "prints and lists it (s3://<bucket>/<key>), or an archive's name where "
+                                            "backups go")
         parser.add_argument("--verify", action="store_true",
                             help="restore into a scratch database and storage, compare, and discard them")
         parser.add_argument("--force", action="store_true",
                             help="restore over a database and storage that are not empty (replacing their content)")
 
     def handle(self, *args, archive, verify=False, force=False, **options):
-        path = Path(archive)
-        if not path.is_file():
-            raise CommandError(f"{archive}: no such file")
         try:
-            if verify:
-                return self.verify(path)
-            manifest = backup.restore(path, force=force)
-        except (backup.BackupError, pgp.PGPError, DatabaseError, OSError) as error:
+            with backup_targets.fetched(archive) as path:
+                if verify:
+                    return self.verify(path)
+                manifest = backup.restore(path, force=force)
+        except (backup.BackupError, pgp.PGPError, DatabaseError, *storage.ERRORS) as error:
             prefix = "RESTORE VERIFICATION FAILED: " if verify else "Restore failed: "
             raise CommandError(prefix + str(error)) from None
         cache.clear()  # nothing remembered from the portal that was replaced
