@@ -375,7 +375,9 @@ def _restore_members(path: Path, *, database, storage) -> None:
                         target = name[len(FILES_PREFIX):]
                         if storage.exists(target):
                             storage.delete(target)
-                        content = File(handle, name=posixpath.basename(target))
+                        # A tar stream's member cannot seek, and raises when asked (object storage asks):
+                        # _Hashing passes its bytes on and answers no.
+                        content = File(_Hashing(handle), name=posixpath.basename(target))
                         content.size = member.size  # a tar stream cannot seek to measure it
                         saved = storage.save(target, content)
                         if saved != target:
