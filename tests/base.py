@@ -1,25 +1,32 @@
 """Shared test fixtures: named personas, a report factory and email helpers."""
 
 import os
+import posixpath
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
+import uuid
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.contrib.auth.models import Permission, User
 from django.core import mail
 from django.core.cache import caches
+from django.core.files.storage import storages
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.db import connection
 from django.test import TestCase, override_settings
 
 from disclosure import health, pgp, ratelimits, securitytxt
 from disclosure.models import Attachment, Report
+from disclosure.storage import uses_object_storage
+from tests.faults import free_port
 
 # A fixed, ordinary moment: Monday 30 November 2026, 10:00 UTC.
 MONDAY_10AM = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
@@ -135,20 +142,80 @@ def clear_cache(alias: str, config: dict) -> None:
         client.close()
 
 
+# --- Stored files, through the storage API (local disk or object storage alike) ---------------
+def _with_default_storage(**options) -> dict:
+    """``STORAGES`` with the default storage's options changed."""
+    default = settings.STORAGES["default"]
+    return {**settings.STORAGES, "default": {**default, "OPTIONS": {**default.get("OPTIONS", {}), **options}}}
+
+
+def own_storage(test) -> None:
+    """Give ``test`` file storage of its own, emptied afterwards: a fresh upload folder on
+    local disk, or a fresh prefix in the run's bucket on object storage (TEST_OBJECT_STORAGE)."""
+    if not uses_object_storage():
+        upload_dir = tempfile.mkdtemp(prefix="disclosure-test-uploads-")
+        test.addCleanup(shutil.rmtree, upload_dir, ignore_errors=True)
+        test.enterContext(override_settings(MEDIA_ROOT=upload_dir))
+        return
+    from storages.backends.s3 import S3Storage
+
+    prefix = posixpath.join(settings.S3_PREFIX, f"test-{uuid.uuid4().hex[:16]}")
+    own = _with_default_storage(location=prefix)
+    test.addCleanup(lambda: S3Storage(**own["default"]["OPTIONS"]).bucket.objects.filter(Prefix=f"{prefix}/").delete())
+    test.enterContext(override_settings(STORAGES=own, S3_PREFIX=prefix))
+
+
+def stored_names(path: str = "") -> list[str]:
+    """The name of every file in the default storage (under ``path``), sorted."""
+    store = storages["default"]
+    try:
+        directories, files = store.listdir(path)
+    except FileNotFoundError:  # an upload folder nothing was stored in yet
+        return []
+    names = [posixpath.join(path, name) for name in files]
+    for directory in directories:
+        names += stored_names(posixpath.join(path, directory))
+    return sorted(names)
+
+
+def stored_bytes(file) -> bytes:
+    """What the storage holds for ``file`` (a model's file field, or a name in the storage)."""
+    with storages["default"].open(getattr(file, "name", file), "rb") as handle:
+        return handle.read()
+
+
+def is_stored(file) -> bool:
+    return storages["default"].exists(getattr(file, "name", file))
+
+
+@contextmanager
+def storage_fails():
+    """Every read and write of a file fails while inside: on local disk the upload folder
+    cannot be created (a file is in its way); on object storage the endpoint is a port
+    where nothing listens."""
+    if uses_object_storage():
+        with override_settings(STORAGES=_with_default_storage(endpoint_url=f"http://127.0.0.1:{free_port()}")):
+            yield
+        return
+    with tempfile.TemporaryDirectory(prefix="disclosure-test-blocked-") as folder:
+        blocker = Path(folder, "not-a-folder")
+        blocker.write_text("a file where the upload folder should be")
+        with override_settings(MEDIA_ROOT=blocker / "uploads"):
+            yield
+
+
 def start_afresh(test) -> None:
     """What a test must not inherit from the one before: the caches (rate-limit counters),
     what this process remembers (the keyring's facts, the served security.txt, health
     probes, rate-limit store failures), and
-    uploads (each test stores them in a folder of its own, removed afterwards)."""
+    stored files (each test has storage of its own, emptied afterwards: ``own_storage``)."""
     for alias, config in settings.CACHES.items():
         clear_cache(alias, config)
     pgp.forget()
     securitytxt.forget()
     health.forget()
     ratelimits.forget()
-    upload_dir = tempfile.mkdtemp(prefix="disclosure-test-uploads-")
-    test.addCleanup(shutil.rmtree, upload_dir, ignore_errors=True)
-    test.enterContext(override_settings(MEDIA_ROOT=upload_dir))
+    own_storage(test)
 
 
 class BaseTestCase(TestCase):

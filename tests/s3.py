@@ -3,10 +3,14 @@ as a process of its own on a free loopback port. Nothing in the test process is 
 the portal talks to it over HTTP through django-storages and boto3, as it would to AWS S3,
 MinIO or R2."""
 
+import atexit
+import os
 import shutil
 import subprocess
 import sys
 import time
+import uuid
+from contextlib import contextmanager
 
 import boto3
 from botocore.config import Config
@@ -76,6 +80,36 @@ def storages_for(url: str, bucket: str, prefix: str = "") -> dict:
         "client_config": Config(connect_timeout=2, read_timeout=10, s3={"addressing_style": "path"},
                                 retries={"max_attempts": 1}),
     }}, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+
+
+@contextmanager
+def storage_for_the_run(mode: str):
+    """``TEST_OBJECT_STORAGE`` read by tests/settings.py: ``s3`` starts one S3 server for the
+    whole run (stopped when the run ends) with a bucket of the run's own, and sets the S3_*
+    variables while the project's settings are read, so config/settings.py builds ``STORAGES``
+    as in production; they are unset again afterwards, so the processes tests start (fresh
+    installations, workers, hosts) choose their storage themselves. Unset or ``local``: the
+    upload folder on local disk, the embedded default."""
+    if mode in ("", "local"):
+        yield
+        return
+    if mode != "s3":
+        raise RuntimeError(f"TEST_OBJECT_STORAGE must be s3, local or unset, not {mode!r}")
+    if not moto_available():
+        raise RuntimeError("TEST_OBJECT_STORAGE=s3 needs moto[server] (pip install -r requirements-dev.txt)")
+    server = S3Server()
+    atexit.register(server.stop)
+    env = env_for(server.url, server.create_bucket(f"portal-test-run-{uuid.uuid4().hex[:12]}"))
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def gpg_available() -> bool:

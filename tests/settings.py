@@ -1,12 +1,20 @@
 """Test settings: the project's settings (read from the environment as in production)
-with the task queue in sync mode, fast password hashing and a private upload folder."""
+with the task queue in sync mode, fast password hashing and a private upload folder.
+
+``TEST_OBJECT_STORAGE=s3`` runs the suite with every file in object storage instead of the
+upload folder: a moto S3 server for the run, configured through the S3_* variables
+(tests/s3.py: storage_for_the_run). Each test still gets storage of its own (tests/base.py)."""
 
 import os
 import tempfile
 from urllib.parse import urlsplit
 
-from config.settings import *  # noqa: F403
-from config.settings import CACHES, Q_CLUSTER, REDIS_URL, STORAGES
+from tests.s3 import storage_for_the_run
+
+TEST_OBJECT_STORAGE = os.environ.get("TEST_OBJECT_STORAGE", "").strip().lower()
+with storage_for_the_run(TEST_OBJECT_STORAGE):
+    from config.settings import *  # noqa: F403
+    from config.settings import CACHES, Q_CLUSTER, REDIS_URL, STORAGES
 
 # django-q2 reads its configuration once at import: sync mode must be set here.
 Q_CLUSTER = {**Q_CLUSTER, "sync": True}

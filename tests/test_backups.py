@@ -10,6 +10,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.conf import settings
+from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.core.management import CommandError, call_command
 from django.db import connection
@@ -19,7 +20,7 @@ from django_q.models import Schedule
 
 from disclosure import backup, checks, pgp, tasks
 from disclosure.models import Attachment, Report, StatusLink
-from tests.base import LONDON, BaseTestCase, make_report, upload
+from tests.base import LONDON, BaseTestCase, make_report, own_storage, upload
 from tests.pgp_keys import TeamKeyMixin
 from tests.test_health import HealthzMixin
 
@@ -50,11 +51,10 @@ def wipe_storage():
 class BackupCase(TeamKeyMixin, TransactionTestCase):
     def setUp(self):
         super().setUp()
-        self.media = tempfile.mkdtemp(prefix="disclosure-test-media-")
+        own_storage(self)  # a folder, or a prefix in the bucket (TEST_OBJECT_STORAGE=s3), of its own
         self.backups = Path(tempfile.mkdtemp(prefix="disclosure-test-backups-"))
-        self.addCleanup(shutil.rmtree, self.media, ignore_errors=True)
         self.addCleanup(shutil.rmtree, self.backups, ignore_errors=True)
-        overrides = override_settings(MEDIA_ROOT=self.media, BACKUP_DIR=self.backups)
+        overrides = override_settings(BACKUP_DIR=self.backups)
         overrides.enable()
         self.addCleanup(overrides.disable)
 
@@ -112,7 +112,7 @@ class BackupRestoreTests(BackupCase):
         with self.assertRaisesMessage(CommandError, "the database is not empty"):
             self.command("restore", str(path))
         wipe_database()
-        Path(self.media, "stray").write_bytes(b"left behind")
+        storages["default"].save("stray", ContentFile(b"left behind"))
         with self.assertRaisesMessage(CommandError, "the file storage is not empty"):
             self.command("restore", str(path))
         self.assertTrue(backup.database_is_empty())  # refused before touching anything

@@ -1,14 +1,12 @@
 """Deleting or purging a report takes its files with it, cancels its pending email and forgets
 what event details quoted from the reporter."""
 
-from pathlib import Path
-
 import time_machine
 from django.test import override_settings
 
 from disclosure import tasks
 from disclosure.models import Attachment, Event, OutboundEmail, Report
-from tests.base import MONDAY_10AM, BaseTestCase, make_report, upload
+from tests.base import MONDAY_10AM, BaseTestCase, is_stored, make_report, upload
 from tests.mailers import DOWN
 
 
@@ -16,10 +14,11 @@ from tests.mailers import DOWN
 class DeletionTests(BaseTestCase):
     def test_deleting_a_report_deletes_its_files(self):
         report, _ = make_report(files=[upload("poc.txt")])
-        path = Path(report.attachments.get().file.path)
+        name = report.attachments.get().file.name
+        self.assertTrue(is_stored(name))
         with self.captureOnCommitCallbacks(execute=True):
             report.delete()
-        self.assertFalse(path.exists())
+        self.assertFalse(is_stored(name))
         self.assertFalse(Attachment.objects.exists())
 
     @override_settings(RETENTION_DAYS=30)

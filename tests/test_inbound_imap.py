@@ -13,7 +13,7 @@ from disclosure import tasks
 from disclosure.inbound import imap
 from disclosure.inbound.models import InboundMail
 from disclosure.models import Channel, Report
-from tests.base import BaseTestCase, end_of, run_at_once, start_afresh
+from tests.base import BaseTestCase, end_of, run_at_once, start_afresh, storage_fails
 from tests.inbound import DOVECOT, FRIDAY_1630, NO_DOVECOT, Dovecot, fixture, message
 
 
@@ -99,7 +99,7 @@ class ImapPollerTests(DovecotMixin, BaseTestCase):
 
     def test_a_message_the_poller_cannot_file_stays_in_the_mailbox(self):
         self.dovecot.append(message(message_id="<ok@x.example>"), FRIDAY_1630)
-        with override_settings(MEDIA_ROOT="/proc/forbidden"):  # storage fails: nothing can be recorded
+        with storage_fails():  # nothing can be recorded
             result = imap.poll()
         self.assertIn("error", result)
         self.assertEqual(self.dovecot.count("INBOX"), 1)

@@ -6,10 +6,13 @@ portal's views; purging or deleting a report deletes its objects, and a deletion
 refused is retried by the sweep; a store that cannot be reached gives the researcher the
 form back with nothing half-saved, and /healthz says so."""
 
+import os
 import uuid
 from datetime import timedelta
+from pathlib import Path
 from unittest import skipUnless
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
@@ -19,10 +22,10 @@ from django.utils import timezone
 from disclosure import health, storage, tasks
 from disclosure.models import Attachment, Report
 from disclosure.storage import FileDeletion
-from tests.base import BaseTestCase, make_report, report_data, upload
+from tests.base import BaseTestCase, make_report, report_data, stored_bytes, stored_names, upload
 from tests.faults import TcpProxy
 from tests.pgp_keys import TeamKeyMixin
-from tests.s3 import S3Server, moto_available, storages_for
+from tests.s3 import S3Server, client, moto_available, storages_for
 
 PREFIX = "portal"
 
@@ -197,3 +200,25 @@ class UnreachableStoreTests(ObjectStorageTestCase):
         self.assertEqual(self.client.get("/healthz").json()["file_storage"], "unreachable")  # remembered a minute
         health.forget()
         self.assertEqual(self.client.get("/healthz").json()["file_storage"], "ok")
+
+
+class SuiteStorageTests(BaseTestCase):
+    """The whole suite runs on the storage TEST_OBJECT_STORAGE names (tests/settings.py), each
+    test on storage of its own."""
+
+    def test_files_go_where_test_object_storage_says_and_each_test_starts_empty(self):
+        self.assertEqual(stored_names(), [])
+        report, _ = make_report(files=[upload("poc.txt", b"proof of concept")], now=timezone.now())
+        name = report.attachments.get().file.name
+        self.assertEqual(stored_names(), [name])
+        if settings.TEST_OBJECT_STORAGE == "s3":
+            self.assertTrue(storage.uses_object_storage())
+            self.assertRegex(settings.S3_PREFIX, r"^test-[0-9a-f]{16}$")  # this test's own prefix
+            stored = client(settings.S3_ENDPOINT_URL).get_object(Bucket=settings.S3_BUCKET,
+                                                                 Key=f"{settings.S3_PREFIX}/{name}")
+            self.assertEqual(stored["Body"].read(), stored_bytes(name))
+            # Set while the settings were read, not left for the processes tests start.
+            self.assertNotEqual(os.environ.get("S3_BUCKET"), settings.S3_BUCKET)
+        else:
+            self.assertFalse(storage.uses_object_storage())
+            self.assertEqual(Path(settings.MEDIA_ROOT, name).read_bytes(), stored_bytes(name))

@@ -19,7 +19,7 @@ from django.test import override_settings
 from disclosure import pgp
 from disclosure.models import Attachment, OutboundEmail, Report, StatusLink
 from disclosure.pgp.mime import PGPMimeEmail
-from tests.base import LONDON, MONDAY_10AM, BaseTestCase, make_report, report_data, upload
+from tests.base import LONDON, MONDAY_10AM, BaseTestCase, make_report, report_data, stored_bytes, upload
 from tests.pgp_keys import ResearcherKeyring, TeamKeyMixin, export_public, gpg_cli, researcher_key, revoke
 
 SECRET = "SQL injection in /api/search?q= lets anyone read the users table"
@@ -95,7 +95,7 @@ class EncryptedReportsInTests(TeamKeyMixin, BaseTestCase):
         self.assertNotIn(SECRET, report.sealed_content)
         attachment = Attachment.objects.get()
         self.assertTrue(attachment.encrypted)
-        self.assertNotIn(b"pwned", Path(attachment.file.path).read_bytes())
+        self.assertNotIn(b"pwned", stored_bytes(attachment.file))
         self.assertEqual((attachment.size, attachment.original_name), (14, "poc.py"))
         self.login(self.triager)
         self.assertContains(self.client.get(f"/admin/disclosure/report/{report.pk}/change/", secure=True), SECRET)
@@ -149,7 +149,7 @@ class EncryptedReportsInTests(TeamKeyMixin, BaseTestCase):
         self.submit(files=[upload("notes.txt", content)])
         attachment = Attachment.objects.get()
         self.assertTrue(attachment.encrypted)
-        self.assertNotIn(b"not really", Path(attachment.file.path).read_bytes())
+        self.assertNotIn(b"not really", stored_bytes(attachment.file))
         self.assertEqual(attachment.read_plain()[0], content)
 
     def test_reporter_messages_are_sealed_too(self):

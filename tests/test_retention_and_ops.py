@@ -6,7 +6,6 @@ import sys
 import tempfile
 from datetime import timedelta
 from io import StringIO
-from pathlib import Path
 
 import time_machine
 from django.conf import settings
@@ -17,7 +16,7 @@ from django.utils import timezone
 from disclosure import tasks
 from disclosure.metrics import sla_metrics
 from disclosure.models import Attachment, Message, OutboundEmail, Report, StatusLink
-from tests.base import MONDAY_10AM, BaseTestCase, make_report, upload
+from tests.base import MONDAY_10AM, BaseTestCase, is_stored, make_report, upload
 
 LATER = MONDAY_10AM + timedelta(days=400)
 
@@ -34,7 +33,8 @@ class RetentionTests(BaseTestCase):
             self.held, _ = make_report(title="Held")
             self.held.close(self.triager, "spam", now=MONDAY_10AM)
             Report.objects.filter(pk=self.held.pk).update(legal_hold=True)
-        self.file_path = Path(self.closed.attachments.get().file.path)
+        self.file_name = self.closed.attachments.get().file.name
+        self.assertTrue(is_stored(self.file_name))
 
     def test_dry_run_lists_what_would_go_and_changes_nothing(self):
         out = StringIO()
@@ -57,7 +57,7 @@ class RetentionTests(BaseTestCase):
         self.assertEqual(report.description, Report.PURGED)
         self.assertIsNotNone(report.purged_at)
         self.assertFalse(Attachment.objects.filter(report=report).exists())
-        self.assertFalse(self.file_path.exists())
+        self.assertFalse(is_stored(self.file_name))
         self.assertFalse(Message.objects.filter(report=report).exists())
         self.assertFalse(StatusLink.objects.filter(report=report).exists())
         for email in OutboundEmail.objects.filter(report=report):
