@@ -5,7 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from disclosure import backup, pgp
+from disclosure import backup, pgp, rotation
 from disclosure.metrics import dashboard
 from disclosure.models import Programme
 
@@ -25,5 +25,7 @@ def metrics(request):
         "securitytxt_expires_at": Programme.load().securitytxt_expires_at,
         "backups_watched": backup.watched(),
         "newest_backup_at": backup.newest_backup_at(),
+        "credentials": rotation.ages(now),
+        "secret_key_fallbacks": rotation.fallbacks(),
     }
     return TemplateResponse(request, "admin/disclosure/metrics.html", context)
