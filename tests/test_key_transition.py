@@ -79,6 +79,8 @@ class TransitionStatementTests(TransitionCase):
         policy = self.client.get("/policy/").content.decode()
         self.assertIn(f"<code>{grouped(self.fingerprint)}</code>: superseded on {self.today()}", policy)
         self.assertIn('href="/pgp-key-transition.txt"', policy)
+        self.login(self.auditor)
+        self.assertContains(self.client.get("/admin/disclosure/keytransition/"), self.fingerprint)
 
         # security.txt points to it in a comment (RFC 9116 has no field for it), signed by the new key.
         self.assertTrue(securitytxt.renew_if_needed(timezone.now()))

@@ -137,6 +137,9 @@ class CredentialAgeTests(HealthzMixin, TeamKeyMixin, BaseTestCase):
             rotation.record(timezone.now())
             self.login(self.triager)
             page = self.client.get("/admin/metrics/").content.decode()
+            history = self.client.get("/admin/disclosure/credentialsighting/?retired_at__isnull=False")
+        self.assertContains(history, "SECRET_KEY")  # the former version, retired
+        self.assertNotContains(history, "SMTP_PASSWORD")
         self.assertIn("<code>SMTP_PASSWORD</code>", page)
         self.assertIn("91 days", page)
         self.assertIn("Rotate now", page)

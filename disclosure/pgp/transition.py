@@ -73,6 +73,8 @@ def announce(old: str, new: str, now: datetime) -> tuple[KeyTransition, str | No
     text = statement_text(old, new, day)
     try:
         signed = keyring.clearsign_by_all(text, [old, new])
+        if not {old, new} <= keyring.good_signers(signed):  # never publish a statement one key vouches for
+            signed = ""
     except keyring.PGPError:
         signed = ""
     transition, _ = KeyTransition.objects.update_or_create(
