@@ -26,6 +26,11 @@ SECRET_KEY = env_secret("SECRET_KEY", INSECURE_DEV_SECRET_KEY)
 # Former keys, still accepted when checking signatures (sessions, signed cookies) while a new
 # SECRET_KEY takes over: comma- or newline-separated; drop them once the overlap is over.
 SECRET_KEY_FALLBACKS = [key.strip() for key in re.split(r"[,\n]", env_secret("SECRET_KEY_FALLBACKS")) if key.strip()]
+# The team is reminded (weekly email, system check W005, /healthz warning) to rotate a secret the
+# portal uses (SECRET_KEY, mail, storage and webhook credentials) once it is older than this, and
+# the team PGP key once older than TEAM_KEY_MAX_AGE_DAYS (disclosure/rotation.py).
+SECRET_MAX_AGE_DAYS = env_int("SECRET_MAX_AGE_DAYS", 90, minimum=1)
+TEAM_KEY_MAX_AGE_DAYS = env_int("TEAM_KEY_MAX_AGE_DAYS", 730, minimum=1)
 
 SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
 _site_host = urlsplit(SITE_URL).hostname or "localhost"

@@ -26,6 +26,7 @@ from django.utils.safestring import mark_safe
 from django.utils.timesince import timesince
 from django.views.decorators.http import require_POST
 
+from disclosure import rotation_admin  # noqa: F401  (registers the credential-age and key-transition admin)
 from disclosure.duplicates import likely_duplicates
 from disclosure.inbound.admin import channel_label  # also registers the Inbound mail admin
 from disclosure.incident_admin import BREACH_QUEUE, BreachFilter, breach_badge, breach_clocks  # + webhooks admin

@@ -12,6 +12,7 @@ from django.conf import settings
 from django.core.checks import ERROR, Error, Warning, register, run_checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import SystemCheckError
+from django.db import DatabaseError, transaction
 from django.http.request import validate_host
 from django.utils import timezone
 
@@ -184,6 +185,22 @@ def check_pgp_mailer(app_configs, **kwargs):
             "and email to reporters who gave a key is not sent at all (never in plaintext).",
             hint="Use your provider's SMTP relay (MAILER=smtp) or MAILER=amazon_ses.", id="disclosure.W004")]
     return []
+
+
+@register("disclosure")
+def check_rotation_age(app_configs, **kwargs):
+    """Credentials past their rotation age (disclosure/rotation.py). Read from the database:
+    nothing to say while it is unreachable or not migrated yet."""
+    from disclosure import rotation
+
+    try:
+        with transaction.atomic():
+            due = rotation.overdue(timezone.now())
+    except DatabaseError:
+        return []
+    return [Warning(f"{age.credential.label} ({age.name}) is {age.days} days old: past the rotation age of "
+                    f"{age.max_days} days.", hint=f"Rotate it: {age.how_to_rotate}.", id="disclosure.W005")
+            for age in due]
 
 
 def refuse_unsafe_deployment() -> None:

@@ -244,6 +244,16 @@ def key_expiry(key, now):
     return email
 
 
+def rotation_due(due, now):
+    """Remind the team (weekly, ``rotation.send_reminder``) of the credentials past their age."""
+    email = _put("team-rotation-due", settings.SECURITY_TEAM_EMAIL, {
+        "due": due, "now": now, "max_days": settings.SECRET_MAX_AGE_DAYS,
+        "dashboard_url": settings.SITE_URL + reverse("staff-metrics"),
+    }, message_id=f"<rotation-due.{now:%Y%m%d}@{_domain()}>", now=now)
+    send_after_commit([email])
+    return email
+
+
 REPORTER_STAGES = {
     Event.Kind.REOPENED, Event.Kind.ACKNOWLEDGED, Event.Kind.INFO_REQUESTED, Event.Kind.TRIAGED, Event.Kind.FIXING,
     Event.Kind.RESOLVED, Event.Kind.DISCLOSED, Event.Kind.CLOSED, Event.Kind.TEAM_MESSAGE,

@@ -1,7 +1,9 @@
 """/healthz for uptime monitors: is the portal able to do its job? No secrets in it.
 
 Always a JSON answer: 200 when every component works, 503 naming the failing ones
-(``failing``, with a sentence each in ``problems``), never an error page. Each check is
+(``failing``, with a sentence each in ``problems``), never an error page. What needs
+attention without failing (a credential past its rotation age) is a 200 with status
+``warning`` and a sentence each in ``warnings``. Each check is
 guarded, so one broken component (the database, Redis, gpg) cannot hide the others. The
 fields are described in the README (Operations).
 """
@@ -21,7 +23,7 @@ from django.views.decorators.http import require_safe
 from django_q.brokers import get_broker
 from django_q.models import Schedule
 
-from disclosure import backup_targets, pgp, ratelimits, storage, tasks
+from disclosure import backup_targets, pgp, ratelimits, rotation, storage, tasks
 from disclosure.inbound import imap
 from disclosure.models import OutboundEmail, Programme
 from disclosure.webhooks import WebhookDelivery
@@ -245,6 +247,11 @@ def _health(now) -> dict:
         if key is not None and key.expires_soon(now):
             fail("team_key", f"the team key expires in {key_days} days")
 
+    # Credentials past their rotation age: a warning (200), never a failure.
+    credentials = _guarded(lambda: rotation.ages(now))[0] if database_ok else None
+    overdue = [age for age in credentials or [] if age.overdue]
+    warnings = [f"{age.name} is {age.days} days old: rotate it (every {age.max_days} days)" for age in overdue]
+
     backup_hours = None
     newest, listed = _newest_backup()
     if _guarded(lambda: backup_targets.watched(newest), False)[0]:
@@ -258,7 +265,7 @@ def _health(now) -> dict:
                  f"the newest backup is {backup_hours:.0f} hours old")
 
     body = {
-        "status": "ok" if not failing else ("down" if not database_ok else "degraded"),
+        "status": ("warning" if warnings else "ok") if not failing else ("down" if not database_ok else "degraded"),
         "database": "ok" if database_ok else "unreachable",
         "cache": "ok" if cache_ok else "unreachable",
         "queue_backlog": backlog,
@@ -273,9 +280,13 @@ def _health(now) -> dict:
         "team_key_expires_in_days": key_days,
         "securitytxt_expires_in_days": securitytxt_days,
         "last_backup_hours_ago": backup_hours,
+        "credential_age_days": {age.name: age.days for age in credentials} if credentials is not None else None,
+        "rotation_overdue": [age.name for age in overdue],
     }
     if inbound is not None:
         body["inbound_mail"] = inbound
     if failing:
         body.update(failing=failing, problems=problems)
+    if warnings:
+        body["warnings"] = warnings
     return body

@@ -8,6 +8,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import format_html
 
+from disclosure import rotation
 from disclosure.incidents import CLOCK_WHO, CLOCKS, NoticeOutcome, breach_of, clock_hours
 from disclosure.webhooks import EventType, Format, WebhookDelivery, WebhookEndpoint, send_after_commit
 
@@ -106,6 +107,18 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
     def signing_secret(self, obj):
         return format_html('<code>{}</code><br><span class="help">Give it to the receiver to verify the '
                            'webhook-signature header (README: Incidents).</span>', obj.secret)
+
+    actions = ["new_signing_secret"]
+
+    @admin.action(description="New signing secret for the selected endpoints (rotation)", permissions=["change"])
+    def new_signing_secret(self, request, queryset):
+        renewed = list(queryset.filter(format=Format.GENERIC))
+        for endpoint in renewed:
+            endpoint.renew_secret()
+            self.log_change(request, endpoint, "New signing secret")
+        rotation.record(timezone.now())  # the dashboard shows the new secret's age at once
+        messages.success(request, f"{len(renewed)} endpoint(s) have a new signing secret: give it to the receiver "
+                                  "(shown on the endpoint's page). Deliveries it refuses meanwhile are retried.")
 
 
 @admin.register(WebhookDelivery)

@@ -322,6 +322,9 @@ class Report(models.Model):
     reply_tag = models.CharField(max_length=32, unique=True, null=True, blank=True, editable=False, help_text=(
         "The tag in the Reply-To address of email to the reporter (security+<tag>@...): a truncated HMAC of "
         "the report under SECRET_KEY, so replies find their report."))
+    previous_reply_tag = models.CharField(max_length=32, unique=True, null=True, blank=True, editable=False, help_text=(
+        "The tag this report's email carried before SECRET_KEY changed: a reply to that email still finds the "
+        "report while the former key is in SECRET_KEY_FALLBACKS."))
     reporter_email_bounced_at = models.DateTimeField(null=True, blank=True, editable=False, help_text=(
         "When an email to the reporter last bounced: their address may be wrong."))
 
@@ -1249,6 +1252,7 @@ class OutboundEmail(models.Model):
         TEAM_P1_ALERT = "team-p1-alert", "P1 page (team)"
         TEAM_BREACH_ALERT = "team-breach-alert", "Breach deadline alert (team)"
         TEAM_BREACH_RECORDED = "team-breach-recorded", "Breach recorded (team)"
+        TEAM_ROTATION_DUE = "team-rotation-due", "Credential rotation reminder (team)"
 
     kind = models.CharField(max_length=40, choices=Kind.choices)
     report = models.ForeignKey(Report, null=True, blank=True, on_delete=models.CASCADE, related_name="emails")
@@ -1383,6 +1387,8 @@ class Programme(models.Model):
     securitytxt_generated_at = models.DateTimeField(null=True, blank=True, editable=False)
     securitytxt_expires_at = models.DateTimeField("security.txt expires", null=True, blank=True, editable=False)
     key_alert_sent_at = models.DateTimeField(null=True, blank=True, editable=False)
+    rotation_alert_sent_at = models.DateTimeField(null=True, blank=True, editable=False, help_text=(
+        "When the weekly reminder to rotate an old credential was last sent."))
 
     class Meta:
         verbose_name = "programme settings"
@@ -1434,5 +1440,7 @@ class Programme(models.Model):
 
 from disclosure.inbound.models import InboundMail  # noqa: E402,F401
 from disclosure.incidents import BreachAlert, BreachAssessment  # noqa: E402,F401
+from disclosure.pgp.transition import KeyTransition  # noqa: E402,F401
 from disclosure.ratelimit_store import RateLimitCounter  # noqa: E402,F401
+from disclosure.rotation import CredentialSighting  # noqa: E402,F401
 from disclosure.webhooks import WebhookDelivery, WebhookEndpoint  # noqa: E402,F401

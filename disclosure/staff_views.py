@@ -5,7 +5,7 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from disclosure import backup_targets, pgp, storage
+from disclosure import backup_targets, pgp, rotation, storage
 from disclosure.metrics import dashboard
 from disclosure.models import Programme
 
@@ -31,5 +31,7 @@ def metrics(request):
         "newest_backup_at": newest_backup_at,
         "backups_listed": backups_listed,
         "backups_location": backup_targets.describe(),
+        "credentials": rotation.ages(now),
+        "secret_key_fallbacks": rotation.fallbacks(),
     }
     return TemplateResponse(request, "admin/disclosure/metrics.html", context)

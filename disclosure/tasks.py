@@ -19,7 +19,7 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.models import Schedule
 
-from disclosure import backup_targets, emails, incidents, pgp, ratelimits, securitytxt, sla, storage, webhooks
+from disclosure import backup_targets, emails, incidents, pgp, ratelimits, rotation, securitytxt, sla, storage, webhooks
 from disclosure.inbound import file as inbound_file
 from disclosure.inbound import imap
 from disclosure.inbound.models import InboundMail
@@ -113,11 +113,15 @@ def sweep(now=None) -> dict:
 
 
 def housekeeping(now=None) -> dict:
-    """The hourly pass: renew security.txt, warn the team before the key expires, and
-    delete the rate-limit counter table's rows whose time is up."""
+    """The hourly pass: renew security.txt, warn the team before the key expires, delete
+    the rate-limit counter table's rows whose time is up, record the credentials in use
+    and remind the team (weekly) of those past their rotation age."""
     now = now or timezone.now()
-    return {"securitytxt_renewed": securitytxt.renew_if_needed(now), "key_alert": key_expiry_alert(now),
-            "counters_deleted": ratelimits.delete_expired_counters(now)}
+    result = {"securitytxt_renewed": securitytxt.renew_if_needed(now), "key_alert": key_expiry_alert(now),
+              "counters_deleted": ratelimits.delete_expired_counters(now)}
+    result["credentials_seen"] = rotation.record(now)
+    result["rotation_alert"] = rotation.send_reminder(now)
+    return result
 
 
 def key_expiry_alert(now) -> bool:

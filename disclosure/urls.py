@@ -20,6 +20,7 @@ urlpatterns = [
     path(".well-known/security.txt", views.security_txt, name="security-txt"),
     path("security.txt", views.security_txt_redirect),
     path("pgp-key.txt", views.pgp_key, name="pgp-key"),
+    path("pgp-key-transition.txt", views.pgp_key_transition, name="pgp-key-transition"),
     re_path(r"^\.well-known/openpgpkey/hu/(?P<wkd_hash>[a-z0-9]{32})$", views.wkd_key, name="wkd-key"),
     path(".well-known/openpgpkey/policy", views.wkd_policy),
     path("hall-of-fame/", views.hall_of_fame, name="hall-of-fame"),

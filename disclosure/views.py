@@ -20,7 +20,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 from disclosure import export, health, pgp, securitytxt, storage
 from disclosure.forms import CreditForm, FollowUpForm, LostLinkForm, ReporterKeyForm, ReportForm
 from disclosure.models import Attachment, Message, Programme, Report, StatusLink
-from disclosure.pgp import sealing
+from disclosure.pgp import sealing, transition
 from disclosure.ratelimits import check as check_rate
 from disclosure.ratelimits import limit, refuse_if_blocked
 
@@ -51,7 +51,9 @@ def home(request):
 
 @require_safe
 def policy(request):
-    return render(request, "disclosure/policy.html", {"programme": Programme.load()})
+    return render(request, "disclosure/policy.html", {
+        "programme": Programme.load(), "superseded_keys": transition.superseded(),
+        "transition_statement": transition.published() is not None})
 
 
 @require_http_methods(["GET", "HEAD", "POST"])
@@ -304,6 +306,17 @@ def pgp_key(request):
     # Plain text, so a browser shows the key rather than downloading it; gpg --import reads it as is.
     response = HttpResponse(armored, content_type="text/plain; charset=utf-8")
     response["Content-Disposition"] = 'inline; filename="pgp-key.txt"'
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
+
+
+@require_safe
+def pgp_key_transition(request):
+    """The statement, signed by the former and the new team key, that the new one supersedes it."""
+    statement = transition.published()
+    if statement is None:
+        raise Http404
+    response = HttpResponse(statement.statement, content_type="text/plain; charset=utf-8")
     response["Cache-Control"] = "public, max-age=3600"
     return response
 

@@ -161,6 +161,12 @@ class WebhookEndpoint(models.Model):
     def __str__(self):
         return self.name
 
+    def renew_secret(self) -> None:
+        """A new signing secret (rotation). Until the receiver has it, it refuses what is signed
+        with it: those deliveries fail there and are retried with backoff."""
+        self.secret = new_secret()
+        self.save(update_fields=["secret"])
+
     def clean(self):
         unknown = set(self.events or []) - set(EventType.values)
         if unknown or not isinstance(self.events, list):

@@ -92,7 +92,8 @@ class HealthTests(BaseTestCase):
         self.assertEqual(set(body), {"status", "database", "cache", "queue_backlog", "gpg", "last_sweep_seconds_ago",
                                      "emails_failed", "webhooks_failed", "last_storage_failure",
                                      "team_key_expires_in_days", "securitytxt_expires_in_days", "rate_limit_store",
-                                     "rate_limit_store_failed_at", "file_storage", "last_backup_hours_ago"})
+                                     "rate_limit_store_failed_at", "file_storage", "last_backup_hours_ago",
+                                     "credential_age_days", "rotation_overdue"})
         self.assertEqual(body["file_storage"], "ok")
         self.assertNotIn(settings.SECRET_KEY, response.content.decode())
 

@@ -405,3 +405,15 @@ print(";".join([",".join(overdue), received(timedelta(hours=hours), 9).tracking_
                                files=[("attachments", ("later.txt", b"after", "text/plain"))])
         tracking_id = self.confirmed(self.a, response)
         self.mail.wait_for(lambda: self.mail.about(tracking_id, "later@researcher.example"), what="its receipt")
+
+    # --- 8 ------------------------------------------------------------------------------------
+    def test_8_both_workers_record_each_credential_once_and_both_hosts_show_the_same_ages(self):
+        # Both workers recorded what they were started with at the same moment, and host a's again
+        # after its restart (test 7): one row per credential, none retired.
+        rows = self.query("SELECT name, count(*), count(retired_at) FROM disclosure_credentialsighting "
+                          "GROUP BY name ORDER BY name")
+        self.assertEqual(rows, [("S3_SECRET_ACCESS_KEY", 1, 0), ("SECRET_KEY", 1, 0), ("TEAM_KEY", 1, 0)])
+        ages = [host.get("/healthz").json() for host in (self.a, self.b)]
+        self.assertEqual([body["credential_age_days"] for body in ages],
+                         [{"TEAM_KEY": 0, "SECRET_KEY": 0, "S3_SECRET_ACCESS_KEY": 0}] * 2)
+        self.assertEqual([body["rotation_overdue"] for body in ages], [[], []])

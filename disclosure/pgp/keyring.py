@@ -302,6 +302,25 @@ def clearsign(text: str, fingerprint: str) -> str:
     return result.data.decode("utf-8")
 
 
+def clearsign_by_all(text: str, fingerprints: list[str]) -> str:
+    """``text`` cleartext-signed by each of the team keyring's keys ``fingerprints`` in one
+    message (``gpg --local-user A --local-user B --clearsign``); ``TEAM_KEY_PASSPHRASE``
+    unlocks each secret that has one."""
+    args = [arg for fingerprint in fingerprints for arg in ("--local-user", fingerprint)]
+    result = team_gpg().sign(text, clearsign=True, extra_args=args, passphrase=settings.TEAM_KEY_PASSPHRASE or None)
+    if result.status != "signature created" or not result.data:
+        raise PGPError(f"signing failed: {result.status or result.stderr[-200:]}")
+    return result.data.decode("utf-8")
+
+
+def good_signers(signed: str) -> set[str]:
+    """The keys (primary fingerprints) of the team keyring that made a valid signature on
+    the cleartext-signed ``signed``; a message may carry several signatures."""
+    result = team_gpg().verify(signed)
+    return {info.get("pubkey_fingerprint") or info["fingerprint"] for info in result.sig_info.values()
+            if info.get("status") == "signature valid" and info.get("fingerprint")}
+
+
 @contextmanager
 def scratch_keyring():
     """A throw-away keyring for verifying with keys we do not want to keep."""

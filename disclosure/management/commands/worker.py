@@ -21,7 +21,7 @@ from django.utils import timezone
 from django_q.cluster import Cluster
 from django_q.management.commands import qcluster
 
-from disclosure import pgp, tasks
+from disclosure import pgp, rotation, tasks
 from disclosure.checks import prepare_team_key
 
 log = logging.getLogger("disclosure.worker")
@@ -67,11 +67,18 @@ def wait_for(name: str, ready, *, first_delay: float, max_delay: float, sleep=ti
 
 def _record_start() -> None:
     """Tell /healthz a worker has just started: its first sweep is a minute away, and until
-    then "never swept" means "starting", not "down"."""
+    then "never swept" means "starting", not "down". Record the credentials it was started
+    with, so a rotation (which needs a restart) shows in their ages at once."""
     try:
         cache.set(tasks.WORKER_STARTED_KEY, timezone.now().isoformat(), timeout=None)
     except Exception:  # noqa: BLE001 - the cache being down is reported by /healthz itself
         log.warning("Could not record the worker's start in the cache", exc_info=True)
+    try:
+        rotation.record(timezone.now())
+    except Exception:  # noqa: BLE001 - recorded again by the hourly housekeeping
+        log.warning("Could not record the credentials in use", exc_info=True)
+    finally:
+        connections.close_all()  # never hand a connection to the cluster's forked processes
 
 
 class Command(qcluster.Command):
