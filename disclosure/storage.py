@@ -48,7 +48,7 @@ def uses_object_storage() -> bool:
 def describe() -> str:
     """Where files go, for people: ``s3://bucket/prefix`` or the upload folder."""
     if uses_object_storage():
-        return f"s3://{settings.S3_BUCKET}/{settings.S3_PREFIX}".rstrip("/")
+        return f"s3://{default_storage.bucket_name}/{default_storage.location}".rstrip("/")
     return str(settings.MEDIA_ROOT)
 
 
@@ -153,7 +153,7 @@ def probe() -> tuple[str, str | None]:
     try:
         if uses_object_storage():
             client = default_storage.connection.meta.client
-            client.head_bucket(Bucket=settings.S3_BUCKET)
+            client.head_bucket(Bucket=default_storage.bucket_name)
         else:
             root = Path(settings.MEDIA_ROOT)
             if root.exists() and not (root.is_dir() and os.access(root, os.W_OK | os.X_OK)):

@@ -155,6 +155,10 @@ class KilledWorkerTests(TransactionTestCase):
         output = OutputLines(worker.stdout)
         self.assertTrue(output.wait_for("running.", timeout=15), output)
 
+        # The portal keeps one broker per process (emails._broker): start this test's afresh, on
+        # the worker's Redis, and leave none behind for later tests.
+        emails._broker.cache_clear()
+        self.addCleanup(emails._broker.cache_clear)
         with mock.patch.object(Conf, "REDIS", broker_url), mock.patch.object(Conf, "SYNC", False):
             make_report(now=timezone.now())  # its receipt is queued, as on a real host, for the real worker
         receipt = OutboundEmail.objects.get(kind="receipt")
