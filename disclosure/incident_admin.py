@@ -10,7 +10,7 @@ from django.utils.html import format_html
 
 from disclosure import rotation
 from disclosure.incidents import CLOCK_WHO, CLOCKS, NoticeOutcome, breach_of, clock_hours
-from disclosure.webhooks import EventType, Format, WebhookDelivery, WebhookEndpoint, send_after_commit
+from disclosure.webhooks import SECRET_OVERLAP, EventType, Format, WebhookDelivery, WebhookEndpoint, send_after_commit
 
 BREACH_QUEUE = ("Breach clock running", "breach=running")
 
@@ -105,6 +105,11 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
     @admin.display(description="signing secret")
     def signing_secret(self, obj):
+        now = timezone.now()
+        if len(obj.signing_secrets(now)) > 1:
+            return format_html('<code>{}</code><br><span class="help">New: give it to the receiver by {}. Until then '
+                               'messages are also signed with the former secret, so nothing is refused.</span>',
+                               obj.secret, timezone.localtime(obj.previous_secret_until).strftime("%d %b %Y %H:%M %Z"))
         return format_html('<code>{}</code><br><span class="help">Give it to the receiver to verify the '
                            'webhook-signature header (README: Incidents).</span>', obj.secret)
 
@@ -112,13 +117,16 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
     @admin.action(description="New signing secret for the selected endpoints (rotation)", permissions=["change"])
     def new_signing_secret(self, request, queryset):
+        now = timezone.now()
         renewed = list(queryset.filter(format=Format.GENERIC))
         for endpoint in renewed:
-            endpoint.renew_secret()
+            endpoint.renew_secret(now)
             self.log_change(request, endpoint, "New signing secret")
-        rotation.record(timezone.now())  # the dashboard shows the new secret's age at once
-        messages.success(request, f"{len(renewed)} endpoint(s) have a new signing secret: give it to the receiver "
-                                  "(shown on the endpoint's page). Deliveries it refuses meanwhile are retried.")
+        rotation.record(now)  # the dashboard shows the new secret's age at once
+        hours = int(SECRET_OVERLAP.total_seconds() // 3600)
+        messages.success(request, f"{len(renewed)} endpoint(s) have a new signing secret (shown on the endpoint's "
+                                  f"page): give it to the receiver within {hours} hours. Until then every message "
+                                  "is signed with the old and the new secret, so the receiver refuses nothing.")
 
 
 @admin.register(WebhookDelivery)

@@ -42,6 +42,7 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 log = logging.getLogger(__name__)
+SECRET_OVERLAP = timedelta(hours=24)  # after a rotation, messages are signed with both secrets this long
 
 
 class EventType(models.TextChoices):
@@ -152,6 +153,10 @@ class WebhookEndpoint(models.Model):
     active = models.BooleanField(default=True)
     secret = models.CharField(max_length=100, default=new_secret, editable=False, help_text=(
         "The signing secret of the generic format (Standard Webhooks): give it to the receiver."))
+    previous_secret = models.CharField(max_length=100, blank=True, editable=False, help_text=(
+        "The secret before the last rotation: messages carry its signature too until previous_secret_until, "
+        "so the receiver can switch to the new one without refusing anything."))
+    previous_secret_until = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
@@ -161,11 +166,19 @@ class WebhookEndpoint(models.Model):
     def __str__(self):
         return self.name
 
-    def renew_secret(self) -> None:
-        """A new signing secret (rotation). Until the receiver has it, it refuses what is signed
-        with it: those deliveries fail there and are retried with backoff."""
+    def renew_secret(self, now) -> None:
+        """A new signing secret (rotation). For ``SECRET_OVERLAP`` every message is signed with
+        both secrets (Standard Webhooks allows several signatures in one header), so a receiver
+        still on the old secret accepts them while it is given the new one."""
+        self.previous_secret, self.previous_secret_until = self.secret, now + SECRET_OVERLAP
         self.secret = new_secret()
-        self.save(update_fields=["secret"])
+        self.save(update_fields=["secret", "previous_secret", "previous_secret_until"])
+
+    def signing_secrets(self, now) -> list[str]:
+        """The secrets a message sent at ``now`` is signed with: the current one, and the former
+        one during the overlap after a rotation."""
+        overlap = self.previous_secret and self.previous_secret_until and now < self.previous_secret_until
+        return [self.secret, self.previous_secret] if overlap else [self.secret]
 
     def clean(self):
         unknown = set(self.events or []) - set(EventType.values)
@@ -446,8 +459,9 @@ def render(delivery: WebhookDelivery, now) -> tuple[bytes, dict]:
     text = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     if endpoint.format == Format.GENERIC:
         at = datetime.fromtimestamp(int(now.timestamp()), tz=UTC)
+        signatures = [Webhook(secret).sign(delivery.message_id, at, text) for secret in endpoint.signing_secrets(now)]
         headers.update({"webhook-id": delivery.message_id, "webhook-timestamp": str(int(at.timestamp())),
-                        "webhook-signature": Webhook(endpoint.secret).sign(delivery.message_id, at, text)})
+                        "webhook-signature": " ".join(signatures)})
     return text.encode(), headers
 
 

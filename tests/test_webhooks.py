@@ -169,6 +169,34 @@ class DeliveryTests(BaseTestCase):
         self.assertEqual(WebhookDelivery.objects.filter(endpoint=titled).get().payload["data"]["title"],
                          report_data()["title"])
 
+    def test_a_new_signing_secret_is_accepted_by_a_receiver_still_on_the_old_one_for_a_day(self):
+        with Receiver() as receiver, receiver.trusted():
+            hook = endpoint(receiver.url, events=["report.received"])
+            receiver.secret = hook.secret  # the receiver knows only the secret before the rotation
+            self.login(self.lead)
+            response = self.client.post("/admin/disclosure/webhookendpoint/", {
+                "action": "new_signing_secret", "_selected_action": [hook.pk]}, follow=True)
+            self.assertContains(response, "give it to the receiver within 24 hours")
+            hook.refresh_from_db()
+            self.assertNotEqual(hook.secret, receiver.secret)
+            self.assertContains(self.client.get(f"/admin/disclosure/webhookendpoint/{hook.pk}/change/"),
+                                "messages are also signed with the former secret")
+            with self.captureOnCommitCallbacks(execute=True):
+                make_report(title="During the overlap")
+            during = receiver.requests[-1]
+            self.assertEqual((during["status"], during["error"]), (200, ""))
+            self.assertEqual(len(during["headers"]["webhook-signature"].split()), 2)  # "v1,<new> v1,<old>"
+
+            later = MONDAY_10AM + timedelta(hours=25)  # the overlap is over: only the new secret signs
+            with time_machine.travel(later, tick=False), self.captureOnCommitCallbacks(execute=True):
+                make_report(now=later, title="After the overlap")
+            self.assertEqual(receiver.requests[-1]["status"], 401)
+            self.assertEqual(len(receiver.requests[-1]["headers"]["webhook-signature"].split()), 1)
+            receiver.secret = hook.secret  # the receiver is given the new secret; the refused one is retried
+            self.sweep_at(later + timedelta(minutes=5))
+        self.assertEqual((receiver.requests[-1]["status"], receiver.requests[-1]["error"]), (200, ""))
+        self.assertEqual(set(WebhookDelivery.objects.values_list("state", flat=True)), {"sent"})
+
     def test_breach_recorded_and_each_notification_reach_the_receiver(self):
         with Receiver() as receiver, receiver.trusted():
             receiver.secret = endpoint(receiver.url, events=["breach.recorded", "breach.notified"]).secret
