@@ -16,8 +16,9 @@ with storage_for_the_run(TEST_OBJECT_STORAGE):
     from config.settings import *  # noqa: F403
     from config.settings import CACHES, Q_CLUSTER, REDIS_URL, STORAGES
 
-# django-q2 reads its configuration once at import: sync mode must be set here.
-Q_CLUSTER = {**Q_CLUSTER, "sync": True}
+# django-q2 reads its configuration once at import: sync mode must be set here. The run's
+# queue has a name of its own, so a task another run left in a shared Redis is not its backlog.
+Q_CLUSTER = {**Q_CLUSTER, "sync": True, "cluster_name": f"disclosure-test-{os.getpid()}"}
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 MEDIA_ROOT = tempfile.mkdtemp(prefix="disclosure-test-uploads-")
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}

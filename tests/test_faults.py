@@ -159,7 +159,8 @@ class KilledWorkerTests(TransactionTestCase):
         # the worker's Redis, and leave none behind for later tests.
         emails._broker.cache_clear()
         self.addCleanup(emails._broker.cache_clear)
-        with mock.patch.object(Conf, "REDIS", broker_url), mock.patch.object(Conf, "SYNC", False):
+        with mock.patch.object(Conf, "REDIS", broker_url), mock.patch.object(Conf, "SYNC", False), \
+                mock.patch.object(Conf, "CLUSTER_NAME", "disclosure"):  # the worker's queue (not the run's)
             make_report(now=timezone.now())  # its receipt is queued, as on a real host, for the real worker
         receipt = OutboundEmail.objects.get(kind="receipt")
         self.assertTrue(output.wait_for("reincarnated", timeout=15), output)  # the killed worker's successor
