@@ -211,4 +211,11 @@ def check_ephemeral_disk(app_configs, **kwargs):
             hint="Set TEAM_KEY_FILE (the armored key, as a platform secret or mounted file) so every process "
                  "imports it at start.",
             id="disclosure.W012"))
+    if settings.BACKUP_TARGET == "dir" and settings.BACKUP_HOUR >= 0:
+        found.append(Warning(
+            f"Daily backups would be written to {settings.BACKUP_DIR} on local disk while this looks like {platform}: "
+            "they are lost at the next restart, with the disk they were meant to outlive.",
+            hint="Keep them in the bucket (BACKUP_TARGET=bucket with S3_BUCKET set, the default when it is), or "
+                 "set BACKUP_HOUR=-1 and run manage.py backup elsewhere. See the README, 'Backups and restore'.",
+            id="disclosure.W013"))
     return found

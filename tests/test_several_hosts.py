@@ -54,11 +54,17 @@ class EphemeralDiskCheckTests(BaseTestCase):
         self.assertIn("looks like Heroku (or Dokku)", result.stderr)
         self.assertIn("Set S3_BUCKET", result.stderr)
         self.assertIn("disclosure.W012", result.stderr)
+        self.assertIn("disclosure.W013", result.stderr)  # daily backups onto the same throw-away disk
+        self.assertIn("Daily backups would be written to", result.stderr)
 
     def test_object_storage_and_a_key_file_silence_it_and_a_vm_is_not_warned(self):
         result = run_fresh("manage.py", "check", "--deploy", RENDER="true", S3_BUCKET="portal-files",
                            S3_REGION="eu-west-1")
         self.assertNotIn("disclosure.W011", result.stderr)
+        self.assertNotIn("disclosure.W013", result.stderr)  # backups follow the files into the bucket
+        result = run_fresh("manage.py", "check", "--deploy", DYNO="web.1", BACKUP_HOUR="-1")
+        self.assertNotIn("disclosure.W013", result.stderr)  # backups run elsewhere
         result = run_fresh("manage.py", "check", "--deploy")
         self.assertNotIn("disclosure.W011", result.stderr)
         self.assertNotIn("disclosure.W012", result.stderr)
+        self.assertNotIn("disclosure.W013", result.stderr)
