@@ -60,6 +60,30 @@ class S3Server:
         stop_group(self.process)
 
 
+class OwnBucketMixin:
+    """A test case with a class-wide S3 server and a bucket of each test's own, reached
+    through a ``TcpProxy`` the test can cut (``self.proxy``); the portal's storage settings
+    are the test's to set (``storages_for(self.proxy_url, self.bucket, prefix)``)."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = S3Server()
+        cls.addClassCleanup(cls.server.stop)
+        super().setUpClass()
+
+    def setUp(self):
+        from disclosure import health
+        from tests.faults import TcpProxy
+
+        super().setUp()
+        self.bucket = self.server.create_bucket(f"portal-{uuid.uuid4().hex[:12]}")
+        self.proxy = TcpProxy(("127.0.0.1", self.server.port))
+        self.addCleanup(self.proxy.close)
+        self.proxy_url = f"http://127.0.0.1:{self.proxy.port}"
+        health.forget()  # the file-storage probe's memo belongs to the storage before this test's
+        self.addCleanup(health.forget)
+
+
 def client(url: str):
     return boto3.client("s3", endpoint_url=url, aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY,
                         region_name=REGION, config=Config(retries={"max_attempts": 1}))

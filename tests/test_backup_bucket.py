@@ -11,7 +11,6 @@ import io
 import random
 import shutil
 import tempfile
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from unittest import skipIf, skipUnless
@@ -26,9 +25,8 @@ from disclosure import backup, backup_targets, checks, health, pgp, tasks
 from disclosure.models import Attachment, Report, StatusLink
 from disclosure.storage import uses_object_storage
 from tests.base import BaseTestCase, make_report, upload
-from tests.faults import TcpProxy
 from tests.pgp_keys import TeamKeyMixin
-from tests.s3 import S3Server, moto_available, storages_for
+from tests.s3 import OwnBucketMixin, moto_available, storages_for
 from tests.test_backups import POC, BackupCase, wipe_database, wipe_storage
 from tests.test_health import HealthzMixin
 
@@ -36,30 +34,19 @@ FILES = "portal"
 BACKUPS = "backups"
 
 
-class BucketMixin:
-    """A bucket of the test's own on a class-wide S3 server, reached through a proxy; files
-    under ``files_prefix`` and backups under ``backups_prefix``."""
+class BucketMixin(OwnBucketMixin):
+    """A bucket of the test's own (tests/s3.py); files under ``files_prefix`` and backups
+    under ``backups_prefix``."""
 
     files_prefix, backups_prefix = FILES, BACKUPS
 
-    @classmethod
-    def setUpClass(cls):
-        cls.server = S3Server()
-        cls.addClassCleanup(cls.server.stop)
-        super().setUpClass()
-
     def setUp(self):
         super().setUp()
-        self.bucket = self.server.create_bucket(f"portal-{uuid.uuid4().hex[:12]}")
-        self.proxy = TcpProxy(("127.0.0.1", self.server.port))
-        self.addCleanup(self.proxy.close)
         self.use_prefixes(self.files_prefix, self.backups_prefix)
-        health.forget()
-        self.addCleanup(health.forget)
 
     def use_prefixes(self, files: str, backups: str):
         self.enterContext(override_settings(
-            STORAGES=storages_for(f"http://127.0.0.1:{self.proxy.port}", self.bucket, files), S3_BUCKET=self.bucket,
+            STORAGES=storages_for(self.proxy_url, self.bucket, files), S3_BUCKET=self.bucket,
             S3_PREFIX=files, BACKUP_TARGET="bucket", BACKUP_S3_PREFIX=backups))
 
     def keys(self, prefix: str = "") -> list[str]:

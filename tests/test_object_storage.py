@@ -7,7 +7,6 @@ refused is retried by the sweep; a store that cannot be reached gives the resear
 form back with nothing half-saved, and /healthz says so."""
 
 import os
-import uuid
 from datetime import timedelta
 from pathlib import Path
 from unittest import skipUnless
@@ -23,29 +22,18 @@ from disclosure import health, storage, tasks
 from disclosure.models import Attachment, Report
 from disclosure.storage import FileDeletion
 from tests.base import BaseTestCase, make_report, report_data, stored_bytes, stored_names, upload
-from tests.faults import TcpProxy
 from tests.pgp_keys import TeamKeyMixin
-from tests.s3 import S3Server, client, moto_available, storages_for
+from tests.s3 import OwnBucketMixin, client, moto_available, storages_for
 
 PREFIX = "portal"
 
 
 @skipUnless(moto_available(), "moto[server] is not installed (pip install -r requirements-dev.txt)")
-class ObjectStorageTestCase(TeamKeyMixin, BaseTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = S3Server()
-        cls.addClassCleanup(cls.server.stop)
-        super().setUpClass()
-
+class ObjectStorageTestCase(OwnBucketMixin, TeamKeyMixin, BaseTestCase):
     def setUp(self):
         super().setUp()
-        self.bucket = self.server.create_bucket(f"portal-{uuid.uuid4().hex[:12]}")
-        self.proxy = TcpProxy(("127.0.0.1", self.server.port))
-        self.addCleanup(self.proxy.close)
-        self.enterContext(override_settings(STORAGES=storages_for(f"http://127.0.0.1:{self.proxy.port}", self.bucket,
-                                                                  PREFIX), S3_BUCKET=self.bucket, S3_PREFIX=PREFIX))
-        health.forget()
+        self.enterContext(override_settings(STORAGES=storages_for(self.proxy_url, self.bucket, PREFIX),
+                                            S3_BUCKET=self.bucket, S3_PREFIX=PREFIX))
 
     def objects(self) -> list[str]:
         return self.server.keys(self.bucket)
