@@ -16,6 +16,7 @@ from datetime import time as clock_time
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -130,10 +131,13 @@ def key_expiry_alert(now) -> bool:
     if key is None or not key.expires_soon(now):
         return False
     programme = Programme.load()
-    if programme.key_alert_sent_at and now - programme.key_alert_sent_at < timedelta(days=7):
-        return False
-    emails.key_expiry(key, now)
-    Programme.objects.filter(pk=programme.pk).update(key_alert_sent_at=now)
+    with transaction.atomic():  # the week is claimed with the email queued: two workers send one
+        claimed = Programme.objects.filter(pk=programme.pk).filter(
+            Q(key_alert_sent_at__isnull=True) | Q(key_alert_sent_at__lte=now - timedelta(days=7)),
+        ).update(key_alert_sent_at=now)
+        if not claimed:
+            return False
+        emails.key_expiry(key, now)
     return True
 
 

@@ -1,5 +1,6 @@
 """security.txt (RFC 9116), the published team key, WKD, and the pages security.txt names."""
 
+import unittest
 from datetime import timedelta
 from io import StringIO
 
@@ -7,13 +8,14 @@ import time_machine
 from django.core import mail
 from django.core.checks import run_checks
 from django.core.management import CommandError, call_command
-from django.test import override_settings
+from django.db import connection
+from django.test import TransactionTestCase, override_settings
 from django.utils import timezone
 from sectxt import Parser
 
 from disclosure import pgp, securitytxt, tasks
-from disclosure.models import Credit, Programme, Report
-from tests.base import MONDAY_10AM, BaseTestCase, make_report
+from disclosure.models import Credit, OutboundEmail, Programme, Report
+from tests.base import MONDAY_10AM, BaseTestCase, make_report, run_at_once
 from tests.pgp_keys import SITE, ResearcherKeyring, TeamKeyMixin
 
 URL = "/.well-known/security.txt"
@@ -199,6 +201,17 @@ class ExpiringKeyTests(TeamKeyMixin, BaseTestCase):
         self.assertIn("disclosure.E009", [m.id for m in run_checks()])
         with self.assertRaises(CommandError):
             call_command("check_securitytxt", stdout=StringIO(), stderr=StringIO())
+
+
+@unittest.skipUnless(connection.vendor == "postgresql", "needs concurrent transactions (PostgreSQL)")
+class ExpiringKeyTwoWorkersTests(TeamKeyMixin, TransactionTestCase):
+    team_key_expire = "10d"
+
+    def test_two_workers_at_once_send_one_warning(self):
+        now = timezone.now()
+        Programme.load()
+        self.assertEqual(sorted(run_at_once(lambda: tasks.key_expiry_alert(now), times=3)), [False, False, True])
+        self.assertEqual(OutboundEmail.objects.filter(kind=OutboundEmail.Kind.TEAM_KEY_EXPIRY).count(), 1)
 
 
 class UnsignedAndMisconfiguredTests(BaseTestCase):
