@@ -345,6 +345,14 @@ class ReportAdmin(admin.ModelAdmin):
             LogEntry.objects.log_actions(user_id=request.user.pk, queryset=reports, action_flag=CHANGE,
                                          change_message=f"Decision: {done}.")
 
+    def get_deleted_objects(self, objs, request):
+        """A report on legal hold cannot be deleted (by the delete page or the bulk action):
+        Django refuses a deletion that lists protected objects, and says why."""
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        held = [f"{report.tracking_id} is on legal hold: lift the hold on its page first" for report in objs
+                if isinstance(report, Report) and report.legal_hold]
+        return deleted, counts, perms_needed, [*protected, *held]
+
     @admin.action(description="Assign the selected reports to me", permissions=["change"])
     def assign_to_me(self, request, queryset):
         assigned = [report for report in queryset if report.assign(request.user, request.user) is not None]

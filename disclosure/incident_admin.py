@@ -3,6 +3,7 @@ report page, and the outgoing webhooks (endpoints, a Lead's; deliveries, with a 
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.db.models import Q
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -98,6 +99,10 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
     def get_readonly_fields(self, request, obj=None):
         return ["signing_secret"] if obj is not None else []
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        transaction.on_commit(lambda: rotation.record(timezone.now()))  # its credential's age shows at once
 
     @admin.display(description="events")
     def subscribed(self, obj):

@@ -65,6 +65,21 @@ class LegalHoldTests(BaseTestCase):
         self.report.update_details(member("lena", "Lead"), {"legal_hold": True})
         self.assertTrue(Report.objects.get().legal_hold)
 
+    def test_a_report_on_hold_cannot_be_deleted_until_the_hold_is_lifted(self):
+        other, _ = make_report(title="Not held")
+        Report.objects.filter(pk=self.report.pk).update(legal_hold=True)
+        self.login(member("lena", "Lead"))
+        delete_page = f"/admin/disclosure/report/{self.report.pk}/delete/"
+        self.assertContains(self.client.get(delete_page), "VDP-2026-0001 is on legal hold: lift the hold")
+        self.client.post(delete_page, {"post": "yes"})
+        bulk = self.client.post("/admin/disclosure/report/", {
+            "action": "delete_selected", "_selected_action": [self.report.pk, other.pk], "post": "yes"})
+        self.assertContains(bulk, "VDP-2026-0001 is on legal hold")
+        self.assertEqual(Report.objects.count(), 2)  # neither went: the bulk deletion is refused as a whole
+        Report.objects.filter(pk=self.report.pk).update(legal_hold=False)
+        self.client.post(delete_page, {"post": "yes"})
+        self.assertFalse(Report.objects.filter(pk=self.report.pk).exists())
+
     def test_the_lead_group_holds_the_permission(self):
         self.assertTrue(member("lena", "Lead").has_perm("disclosure.set_legal_hold"))
         self.assertFalse(member("tina", "Triager").has_perm("disclosure.set_legal_hold"))

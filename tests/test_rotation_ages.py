@@ -113,6 +113,16 @@ class CredentialAgeTests(HealthzMixin, TeamKeyMixin, BaseTestCase):
         self.assertIn("Team PGP key (TEAM_KEY)", warnings[0].msg)
         self.assertIn("pgp_rotate_team_key", warnings[0].hint)
 
+    def test_an_endpoint_added_in_the_admin_has_an_age_at_once(self):
+        self.login(self.lead)
+        with self.captureOnCommitCallbacks(execute=True):
+            response = self.client.post("/admin/disclosure/webhookendpoint/add/", {
+                "name": "alerts", "url": "https://hooks.example.com/vdp", "format": "generic",
+                "events": ["report.p1"], "active": "on"})
+        self.assertEqual(response.status_code, 302)
+        hook = WebhookEndpoint.objects.get()
+        self.assertEqual(self.ages()[f"webhook:{hook.pk}"].days, 0)  # not "not recorded yet" until the hourly pass
+
     def test_a_webhook_secret_is_as_old_as_its_endpoint_until_a_new_one_is_made(self):
         hook = WebhookEndpoint.objects.create(name="alerts", url="https://hooks.example.com/x", events=["report.p1"],
                                               created_at=days_ago(100))
