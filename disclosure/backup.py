@@ -382,25 +382,6 @@ def check_archive(path: Path) -> dict:
     return manifest
 
 
-class _Unseekable(io.RawIOBase):
-    """A tar member read from the decrypting stream, saying plainly that it cannot seek:
-    tarfile's own member asks the stream, which has no answer (object storage asks)."""
-
-    def __init__(self, source):
-        self.source = source
-
-    def readable(self):
-        return True
-
-    def seekable(self):
-        return False
-
-    def readinto(self, buffer):
-        data = self.source.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
-
-
 def _restore_members(path: Path, *, database, storage) -> None:
     """The second pass: hand the database member to ``database(name, stream)`` and write
     each file into ``storage`` under its own name."""
@@ -416,7 +397,9 @@ def _restore_members(path: Path, *, database, storage) -> None:
                         target = name[len(FILES_PREFIX):]
                         if storage.exists(target):
                             storage.delete(target)
-                        content = File(_Unseekable(handle), name=posixpath.basename(target))
+                        # A tar stream's member cannot seek and raises when asked (object storage
+                        # asks); _Hashing passes its bytes on and answers no.
+                        content = File(_Hashing(handle), name=posixpath.basename(target))
                         content.size = member.size  # a tar stream cannot seek to measure it
                         saved = storage.save(target, content)
                         if saved != target:

@@ -1403,6 +1403,16 @@ class Programme(models.Model):
         return programme
 
     @classmethod
+    def claim_week(cls, field: str, now) -> bool:
+        """Claim this week's team reminder recorded in ``field`` (``key_alert_sent_at``,
+        ``rotation_alert_sent_at``): True for the one caller whose compare-and-set moved it,
+        when none was sent in the last seven days. Call it in the transaction that queues
+        the email, so two workers (or hosts) send it once, and a failure sends it again."""
+        cls.load()
+        stale = Q(**{f"{field}__isnull": True}) | Q(**{f"{field}__lte": now - timedelta(days=7)})
+        return bool(cls.objects.filter(stale, pk=1).update(**{field: now}))
+
+    @classmethod
     def public_contact(cls) -> str:
         """The first security contact, shown on every page."""
         try:

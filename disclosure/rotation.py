@@ -26,7 +26,7 @@ overdue: a weekly email to the team (``send_reminder``), a system check warning 
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 
 from django.conf import settings
@@ -214,9 +214,6 @@ def fallbacks() -> list[datetime | None]:
 
 
 # --- The weekly reminder --------------------------------------------------------------------------
-REMINDER_INTERVAL = timedelta(days=7)
-
-
 def send_reminder(now) -> bool:
     """Email the team (at most weekly) while a credential is past its age. Two workers (or
     hosts) at once send it once: the week is claimed on the programme row with a
@@ -227,11 +224,7 @@ def send_reminder(now) -> bool:
     due = overdue(now)
     if not due:
         return False
-    programme = Programme.load()
     with transaction.atomic():
-        claimed = Programme.objects.filter(pk=programme.pk).filter(
-            Q(rotation_alert_sent_at__isnull=True) | Q(rotation_alert_sent_at__lte=now - REMINDER_INTERVAL),
-        ).update(rotation_alert_sent_at=now)
-        if not claimed:
+        if not Programme.claim_week("rotation_alert_sent_at", now):
             return False
         return emails.rotation_due(due, now) is not None

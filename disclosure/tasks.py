@@ -16,7 +16,6 @@ from datetime import time as clock_time
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 from django_q.models import Schedule
 
@@ -130,12 +129,8 @@ def key_expiry_alert(now) -> bool:
     key = pgp.team_key()
     if key is None or not key.expires_soon(now):
         return False
-    programme = Programme.load()
-    with transaction.atomic():  # the week is claimed with the email queued: two workers send one
-        claimed = Programme.objects.filter(pk=programme.pk).filter(
-            Q(key_alert_sent_at__isnull=True) | Q(key_alert_sent_at__lte=now - timedelta(days=7)),
-        ).update(key_alert_sent_at=now)
-        if not claimed:
+    with transaction.atomic():
+        if not Programme.claim_week("key_alert_sent_at", now):
             return False
         emails.key_expiry(key, now)
     return True
